@@ -1,0 +1,23 @@
+# Rewarded soups (Ramé et al., NeurIPS 2023) as a Snakemake workflow.
+# pretrain -> one RL expert per reward (+ MORL baseline) -> λ-grid soups
+# -> generate and score every model -> Pareto analysis and figures.
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config.yaml"
+
+
+include: "rules/common.smk"
+include: "rules/pretrain.smk"
+include: "rules/finetune.smk"
+include: "rules/merge.smk"
+include: "rules/evaluate.smk"
+include: "rules/analyse.smk"
+
+
+rule all:
+    input:
+        all_targets(),
+    default_target: True

@@ -1,0 +1,90 @@
+"""Configuration checks that run before any job: schema, then meaning.
+
+The JSON schemas catch misspelled keys and wrong types (naming the key); the
+checks here catch what a schema cannot see: unknown task or reward kinds,
+axes that are not rewards, preference vectors of the wrong length.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from typing import Any
+
+from rewarded_soups.registry import METRIC_KINDS, REWARD_KINDS, TASK_MODALITY, TASKS
+
+GENERIC_SCHEMA = Path(__file__).resolve().parent.parent / "config" / "schema.yaml"
+
+
+class ConfigError(ValueError):
+    """A configuration mistake, with the config path of the offending key."""
+
+
+def task_schema(kind: str) -> Path:
+    """The schema of a task kind's own sections, found without importing the task."""
+    spec = importlib.util.find_spec(TASKS[kind])
+    if spec is None or not spec.submodule_search_locations:
+        raise ConfigError(f"task kind {kind!r}: module {TASKS[kind]} not found")
+    return Path(list(spec.submodule_search_locations)[0]) / "schema.yaml"
+
+
+def _schema_validate(data: dict[str, Any], schema: Path, where: str) -> None:
+    from snakemake.exceptions import WorkflowError
+    from snakemake.utils import validate
+
+    try:
+        validate(data, str(schema), set_default=True)
+    except WorkflowError as err:
+        raise ConfigError(f"{where}: {err}") from None
+
+
+def validate_config(config: dict[str, Any], schema: Path = GENERIC_SCHEMA) -> dict[str, Any]:
+    """Validate ``config`` in place (filling defaults) and return it."""
+    _schema_validate(config, schema, "config")
+    for task_name, task in config["tasks"].items():
+        where = f"tasks.{task_name}"
+        kind = task["kind"]
+        if kind not in TASKS:
+            raise ConfigError(f"{where}.kind: unknown task kind {kind!r}; registered: {sorted(TASKS)}")
+        _schema_validate(task, task_schema(kind), where)
+        modality = TASK_MODALITY[kind]
+        for section, registry in (("rewards", REWARD_KINDS), ("metrics", METRIC_KINDS)):
+            for name, reward in task.get(section, {}).items():
+                entry = registry.get(reward["kind"])
+                if entry is None:
+                    raise ConfigError(
+                        f"{where}.{section}.{name}.kind: unknown {section[:-1]} kind {reward['kind']!r}; "
+                        f"registered: {sorted(registry)}"
+                    )
+                if entry.modality != modality:
+                    raise ConfigError(
+                        f"{where}.{section}.{name}: kind {reward['kind']!r} scores {entry.modality}, "
+                        f"but task kind {kind!r} produces {modality}"
+                    )
+        clash = set(task["rewards"]) & set(task.get("metrics", {}))
+        if clash:
+            raise ConfigError(f"{where}: {sorted(clash)} named both as reward and as metric")
+        rewards = list(task["rewards"])
+        for i, mu in enumerate(task["morl"]["mu"]):
+            if isinstance(mu, list):
+                if len(mu) != len(rewards) or sum(mu) <= 0:
+                    raise ConfigError(
+                        f"{where}.morl.mu[{i}]: {mu} must have one non-negative weight per reward "
+                        f"{rewards} with a positive sum"
+                    )
+            elif len(rewards) != 2:
+                raise ConfigError(
+                    f"{where}.morl.mu[{i}]: a single number only works for two rewards; "
+                    f"give a list of {len(rewards)} weights"
+                )
+        axes = task["analysis"].get("axes", rewards[:2])
+        unknown = [a for a in axes if a not in rewards]
+        if unknown:
+            raise ConfigError(f"{where}.analysis.axes: {unknown} are not rewards of this task ({rewards})")
+        task["analysis"]["axes"] = axes
+        ref = task["analysis"]["reference"]
+        if ref is not None and len(ref) != len(rewards):
+            raise ConfigError(
+                f"{where}.analysis.reference: {len(ref)} values for {len(rewards)} rewards {rewards}"
+            )
+    return config

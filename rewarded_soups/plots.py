@@ -1,0 +1,138 @@
+"""Figures drawn from scores.csv alone (so they regenerate without training).
+
+* :func:`plot_front` — the paper's Figure 2: experts, the RS curve labelled by
+  λ, MORL points, θ0, and the straight line between the experts that
+  Hypothesis 1 must beat.
+* :func:`plot_lambda_curves` — the paper's Figure 5b: every reward and metric
+  as a function of λ.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+
+from rewarded_soups.analysis import weight_matrix  # noqa: E402
+from rewarded_soups.grid import format_weight  # noqa: E402
+from rewarded_soups.registry import METRIC_KINDS  # noqa: E402
+from rewarded_soups.scores import wide  # noqa: E402
+
+PALETTE = {"init": "#222222", "expert": "#1f77b4", "soup": "#1f77b4", "morl": "#d62728", "line": "#888888"}
+
+
+def edge_curve(table: pd.DataFrame, rewards: Sequence[str], pair: Sequence[str]) -> pd.DataFrame:
+    """Experts and soups on the simplex edge between ``pair``, ordered by λ of ``pair[0]``.
+
+    Adds a column ``lam`` (weight of the first reward of the pair). For two
+    rewards this is the whole RS curve.
+    """
+    rs = table[table["kind"].isin(["expert", "soup"])].copy()
+    w = weight_matrix(rs, rewards)
+    idx = [list(rewards).index(p) for p in pair]
+    others = [i for i in range(len(rewards)) if i not in idx]
+    on_edge = np.isclose(w[:, idx].sum(axis=1), 1.0) & (np.all(w[:, others] == 0, axis=1) if others else True)
+    rs = rs[on_edge]
+    rs["lam"] = w[on_edge][:, idx[0]]
+    return rs.sort_values("lam")
+
+
+def morl_points(table: pd.DataFrame, rewards: Sequence[str], pair: Sequence[str]) -> pd.DataFrame:
+    morl = table[table["kind"] == "morl"].copy()
+    if len(morl):
+        morl["mu"] = weight_matrix(morl, rewards)[:, list(rewards).index(pair[0])]
+    return morl
+
+
+def plot_front(
+    scores: pd.DataFrame,
+    rewards: Sequence[str],
+    axes: Sequence[str],
+    out: str | Path,
+    *,
+    title: str = "",
+    dpi: int = 150,
+) -> None:
+    x, y = axes
+    table = wide(scores)
+    curve = edge_curve(table, rewards, axes)
+    morl = morl_points(table, rewards, axes)
+    sns.set_theme(style="whitegrid", context="notebook")
+    fig, ax = plt.subplots(figsize=(6.4, 5.2))
+    experts = curve[curve["kind"] == "expert"]
+    if len(experts) == 2:
+        ax.plot(experts[x], experts[y], "--", color=PALETTE["line"], lw=1.2, label="linear interpolation of rewards")
+    ax.plot(curve[x], curve[y], "-o", color=PALETTE["soup"], ms=5, lw=2, label="rewarded soups (RS)", zorder=3)
+    for _, row in curve.iterrows():
+        ax.annotate(
+            f"λ={format_weight(row['lam'])}", (row[x], row[y]), textcoords="offset points", xytext=(5, 4), fontsize=7
+        )
+    ax.scatter(experts[x], experts[y], marker="*", s=260, color=PALETTE["expert"], edgecolor="k", zorder=4,
+               label="experts θ_i")
+    for name, row in experts.iterrows():
+        ax.annotate(name.removeprefix("expert-"), (row[x], row[y]), textcoords="offset points", xytext=(-10, -14),
+                    fontsize=9, weight="bold")
+    if len(morl):
+        ax.scatter(morl[x], morl[y], marker="s", s=70, color=PALETTE["morl"], edgecolor="k", zorder=4, label="MORL")
+        for _, row in morl.iterrows():
+            ax.annotate(f"μ={format_weight(row['mu'])}", (row[x], row[y]), textcoords="offset points", xytext=(5, -12),
+                        fontsize=7, color=PALETTE["morl"])
+    init = table[table["kind"] == "init"]
+    if len(init):
+        ax.scatter(init[x], init[y], marker="o", s=70, color=PALETTE["init"], zorder=4, label="θ0 (pre-trained)")
+    ax.set_xlabel(f"{x} (higher is better)")
+    ax.set_ylabel(f"{y} (higher is better)")
+    ax.set_title(f"{title}: Pareto front of rewarded soups" if title else "Pareto front of rewarded soups")
+    ax.legend(fontsize=8, loc="best", frameon=True)
+    fig.tight_layout()
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=dpi)
+    plt.close(fig)
+
+
+def plot_lambda_curves(
+    scores: pd.DataFrame,
+    rewards: Sequence[str],
+    metrics: Mapping[str, str],
+    out: str | Path,
+    *,
+    title: str = "",
+    dpi: int = 150,
+) -> None:
+    """One panel per reward and metric against λ (weight of the first reward)."""
+    pair = list(rewards[:2])
+    table = wide(scores)
+    curve = edge_curve(table, rewards, pair)
+    morl = morl_points(table, rewards, pair)
+    init = table[table["kind"] == "init"]
+    columns = list(rewards) + [m for m in metrics if m in table.columns]
+    sns.set_theme(style="whitegrid", context="notebook")
+    fig, axs = plt.subplots(1, len(columns), figsize=(3.6 * len(columns), 3.4), squeeze=False)
+    for ax, col in zip(axs[0], columns):
+        ax.plot(curve["lam"], curve[col], "-o", color=PALETTE["soup"], ms=4, label="RS")
+        ends = curve[curve["kind"] == "expert"]
+        if len(ends) == 2:
+            ax.plot(ends["lam"], ends[col], "--", color=PALETTE["line"], lw=1, label="linear")
+        if len(morl):
+            ax.scatter(morl["mu"], morl[col], marker="s", color=PALETTE["morl"], edgecolor="k", zorder=4,
+                       label="MORL (at μ)")
+        if len(init):
+            ax.axhline(float(init[col].iloc[0]), ls=":", color=PALETTE["init"], label="θ0")
+        kind = METRIC_KINDS.get(metrics.get(col, ""))
+        better = "lower" if kind is not None and not kind.higher_is_better else "higher"
+        ax.set_title(f"{col} ({better} is better)", fontsize=10)
+        ax.set_xlabel(f"λ (weight of {pair[0]})")
+    axs[0][0].legend(fontsize=7)
+    if title:
+        fig.suptitle(f"{title}: rewards along the interpolation", fontsize=11)
+    fig.tight_layout()
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=dpi)
+    plt.close(fig)

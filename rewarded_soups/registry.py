@@ -1,0 +1,73 @@
+"""Registries of tasks and reward kinds.
+
+Both map a name to a *module path* so that looking a name up (as config
+validation does at DAG-parse time) imports nothing heavy. A task module
+implements the :class:`rewarded_soups.tasks.base.Task` protocol; a reward kind
+names a factory ``build(settings) -> Reward`` inside its module.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class RewardKind:
+    module: str
+    modality: str  # what the reward scores: "text", "image", "trajectory", ...
+    doc: str
+    higher_is_better: bool = True
+
+
+TASKS: dict[str, str] = {
+    "text": "rewarded_soups.tasks.text",
+}
+
+# Task kind -> the modality of what its models produce (rewards must match it).
+TASK_MODALITY: dict[str, str] = {
+    "text": "text",
+}
+
+REWARD_KINDS: dict[str, RewardKind] = {
+    "vader": RewardKind(
+        "rewarded_soups.rewards.text", "text", "positive sentiment: VADER compound score in [-1, 1]"
+    ),
+    "conciseness": RewardKind(
+        "rewarded_soups.rewards.text", "text", "1 - words/max_words, clipped to [0, 1]"
+    ),
+    "classifier": RewardKind(
+        "rewarded_soups.rewards.text",
+        "text",
+        "a sequence-classification reward model (local directory or hub id): logit of one label",
+    ),
+}
+
+# Quality metrics are evaluated for every model but never trained on.
+METRIC_KINDS: dict[str, RewardKind] = {
+    "perplexity": RewardKind(
+        "rewarded_soups.rewards.text", "text", "perplexity of the completion under θ0 (lower is better)",
+        higher_is_better=False,
+    ),
+}
+
+
+def load_task(kind: str) -> Any:
+    """Import and return the task module registered as ``kind``."""
+    try:
+        return importlib.import_module(TASKS[kind])
+    except KeyError:
+        raise KeyError(f"unknown task kind {kind!r}; registered: {sorted(TASKS)}") from None
+
+
+def build_reward(settings: dict[str, Any], *, context: dict[str, Any] | None = None) -> Any:
+    """Instantiate a reward (or metric) from its config entry ``{kind: ..., ...}``."""
+    kind = settings["kind"]
+    entry = REWARD_KINDS.get(kind) or METRIC_KINDS.get(kind)
+    if entry is None:
+        known = sorted(REWARD_KINDS) + sorted(METRIC_KINDS)
+        raise KeyError(f"unknown reward kind {kind!r}; registered: {known}")
+    module = importlib.import_module(entry.module)
+    options = {k: v for k, v in settings.items() if k != "kind"}
+    return module.build(kind, options, context or {})

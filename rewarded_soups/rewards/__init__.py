@@ -1,0 +1,1 @@
+"""Reward implementations, looked up by kind through :mod:`rewarded_soups.registry`."""

@@ -1,0 +1,46 @@
+"""The interface every task module implements (a structural protocol).
+
+All paths are directories or files that the calling rule owns; every function
+is deterministic given its ``seed``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Protocol
+
+
+class Task(Protocol):
+    def pretrain(self, out_dir: Path, settings: dict[str, Any], *, seed: int, threads: int) -> dict[str, Any]:
+        """Train θ0 into ``out_dir``; return metrics (e.g. held-out perplexity, seconds)."""
+
+    def finetune(
+        self,
+        base_dir: Path,
+        out_dir: Path,
+        rewards: dict[str, dict[str, Any]],
+        weights: dict[str, float],
+        settings: dict[str, Any],
+        *,
+        seed: int,
+        threads: int,
+    ) -> dict[str, Any]:
+        """RL from θ0 on Σ weights[r]·R_r (an expert when one weight is 1); return metrics."""
+
+    def merge(
+        self, base_dir: Path, expert_dirs: list[Path], weights: list[float], out_dir: Path, settings: dict[str, Any]
+    ) -> None:
+        """Write the soup Σ λ_i θ_i into ``out_dir``."""
+
+    def generate(
+        self, base_dir: Path, model_dir: Path | None, out_dir: Path, settings: dict[str, Any], *, seed: int, threads: int
+    ) -> None:
+        """Produce the model's outputs on the held-out inputs (``model_dir`` None means θ0)."""
+
+    def score(
+        self, samples_dir: Path, reward: dict[str, Any], *, base_dir: Path, threads: int
+    ) -> list[float]:
+        """One reward value per held-out sample."""
+
+    def samples_table(self, samples: dict[str, Path], n: int) -> str:
+        """Markdown showing the first ``n`` samples of each model (label -> samples directory)."""

@@ -1,0 +1,124 @@
+# Shared by every rule: config validation, wildcard constraints, input functions.
+import sys
+
+sys.path.insert(0, workflow.basedir)
+
+from snakemake.exceptions import WorkflowError
+
+from rewarded_soups import plan
+from rewarded_soups.config import ConfigError, validate_config
+from rewarded_soups.grid import parse_mix
+
+try:
+    validate_config(config)
+except ConfigError as err:
+    raise WorkflowError(f"invalid configuration: {err}") from None
+
+TASKS = {name: task for name, task in config["tasks"].items() if task["enabled"]}
+SEED = config["seed"]
+
+# Which config sections each stage reads: they go through params:, so a change
+# reruns exactly the stages (and branches) that read it.
+STAGE_SECTIONS = {
+    "pretrain": ("data", "pretrain"),
+    "finetune": ("data", "finetune"),
+    "merge": ("merge",),
+    "generate": ("data", "evaluate"),
+}
+
+
+wildcard_constraints:
+    task="|".join(TASKS) or "no_task_enabled",
+    reward=r"[a-z][a-z0-9_]*",
+    mix=r"[a-z][a-z0-9_@.+]*",
+    model=r"[a-z][a-z0-9_@.+-]*",
+
+
+def settings(stage):
+    def get(wildcards):
+        task = TASKS[wildcards.task]
+        return {section: task[section] for section in STAGE_SECTIONS[stage]}
+
+    return get
+
+
+def task_kind(wildcards):
+    return TASKS[wildcards.task]["kind"]
+
+
+def resource(stage, key):
+    """A stage's resource from the task's config (threads, gpu, mem_mb)."""
+
+    def get(wildcards):
+        res = TASKS[wildcards.task]["resources"].get(stage, {})
+        return res.get(key, {"threads": 1, "gpu": 0, "mem_mb": 4000}[key])
+
+    return get
+
+
+def conda_env(wildcards):
+    return f"../envs/{task_kind(wildcards)}.yaml"
+
+
+def model_entry(wildcards):
+    try:
+        return plan.model_by_name(TASKS[wildcards.task], wildcards.model)
+    except KeyError as err:
+        raise WorkflowError(f"{wildcards.task}: {err}") from None
+
+
+def model_checkpoint(wildcards):
+    """The directory to load for a model; θ0 needs none beyond the base."""
+    model = model_entry(wildcards)
+    if model.kind == "init":
+        return []
+    return f"results/{wildcards.task}/{model.directory}"
+
+
+def soup_experts(wildcards):
+    """The experts a soup interpolates, in reward order (zero weights dropped)."""
+    mix = parse_mix(wildcards.mix)
+    unknown = [r for r in mix if r not in TASKS[wildcards.task]["rewards"]]
+    if unknown:
+        raise WorkflowError(f"{wildcards.task}: soup {wildcards.mix} names unknown rewards {unknown}")
+    return [f"results/{wildcards.task}/experts/{r}" for r, w in mix.items() if w > 0]
+
+
+def score_files(wildcards):
+    task = TASKS[wildcards.task]
+    return [
+        f"results/{wildcards.task}/scores/{m.name}/{r}.json"
+        for m in plan.models(task)
+        for r in plan.scorers(task)
+    ]
+
+
+def training_dirs(wildcards):
+    task = TASKS[wildcards.task]
+    return [f"results/{wildcards.task}/{m.directory}" for m in plan.models(task) if m.kind in ("expert", "morl")]
+
+
+def sample_dirs(wildcards):
+    return {m.name: f"results/{wildcards.task}/samples/{m.name}" for m in plan.models(TASKS[wildcards.task])}
+
+
+def figure(name):
+    def get(wildcards):
+        fmt = TASKS[wildcards.task]["plots"]["format"]
+        return f"results/{wildcards.task}/figures/{name}.{fmt}"
+
+    return get
+
+
+def all_targets():
+    targets = []
+    for name, task in TASKS.items():
+        fmt = task["plots"]["format"]
+        targets += [
+            f"results/{name}/scores.csv",
+            f"results/{name}/summary.json",
+            f"results/{name}/figures/front.{fmt}",
+            f"results/{name}/figures/lambda_curves.{fmt}",
+            f"results/{name}/figures/samples.md",
+        ]
+    return targets

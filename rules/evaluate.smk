@@ -1,0 +1,63 @@
+# Generation is per model; scoring is per (model, reward), so changing one
+# reward's settings rescores that reward only.
+
+
+rule generate:
+    input:
+        base="results/{task}/pretrain/model",
+        model=model_checkpoint,
+    output:
+        directory("results/{task}/samples/{model}"),
+    params:
+        kind=task_kind,
+        settings=settings("generate"),
+        seed=SEED,
+    threads: resource("evaluate", "threads")
+    resources:
+        gpu=resource("evaluate", "gpu"),
+        mem_mb=resource("evaluate", "mem_mb"),
+    log:
+        "logs/{task}/generate/{model}.log",
+    benchmark:
+        "benchmarks/{task}/generate/{model}.tsv"
+    conda:
+        conda_env
+    script:
+        "../scripts/generate.py"
+
+
+rule score:
+    input:
+        base="results/{task}/pretrain/model",
+        samples="results/{task}/samples/{model}",
+    output:
+        "results/{task}/scores/{model}/{reward}.json",
+    params:
+        kind=task_kind,
+        reward=lambda w: plan.scorers(TASKS[w.task])[w.reward],
+        model_kind=lambda w: model_entry(w).kind,
+        weights=lambda w: model_entry(w).weights,
+    threads: resource("evaluate", "threads")
+    log:
+        "logs/{task}/score/{model}/{reward}.log",
+    benchmark:
+        "benchmarks/{task}/score/{model}/{reward}.tsv"
+    conda:
+        conda_env
+    script:
+        "../scripts/score.py"
+
+
+rule scores_table:
+    input:
+        score_files,
+    output:
+        "results/{task}/scores.csv",
+    log:
+        "logs/{task}/scores_table.log",
+    benchmark:
+        "benchmarks/{task}/scores_table.tsv"
+    conda:
+        "../envs/analysis.yaml"
+    script:
+        "../scripts/scores_table.py"

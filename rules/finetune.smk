@@ -1,0 +1,52 @@
+# Experts (one reward each) and the MORL baseline (a μ-weighted reward) share
+# one script; only the reward weights differ, as the method requires.
+
+
+rule expert:
+    input:
+        base="results/{task}/pretrain/model",
+    output:
+        directory("results/{task}/experts/{reward}"),
+    params:
+        kind=task_kind,
+        settings=settings("finetune"),
+        rewards=lambda w: {w.reward: TASKS[w.task]["rewards"][w.reward]},
+        weights=lambda w: {w.reward: 1.0},
+        seed=SEED,
+    threads: resource("finetune", "threads")
+    resources:
+        gpu=resource("finetune", "gpu"),
+        mem_mb=resource("finetune", "mem_mb"),
+    log:
+        "logs/{task}/experts/{reward}.log",
+    benchmark:
+        "benchmarks/{task}/experts/{reward}.tsv"
+    conda:
+        conda_env
+    script:
+        "../scripts/finetune.py"
+
+
+rule morl:
+    input:
+        base="results/{task}/pretrain/model",
+    output:
+        directory("results/{task}/morl/{mix}"),
+    params:
+        kind=task_kind,
+        settings=settings("finetune"),
+        rewards=lambda w: {r: TASKS[w.task]["rewards"][r] for r, m in parse_mix(w.mix).items() if m > 0},
+        weights=lambda w: {r: m for r, m in parse_mix(w.mix).items() if m > 0},
+        seed=SEED,
+    threads: resource("finetune", "threads")
+    resources:
+        gpu=resource("finetune", "gpu"),
+        mem_mb=resource("finetune", "mem_mb"),
+    log:
+        "logs/{task}/morl/{mix}.log",
+    benchmark:
+        "benchmarks/{task}/morl/{mix}.tsv"
+    conda:
+        conda_env
+    script:
+        "../scripts/finetune.py"

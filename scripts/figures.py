@@ -1,0 +1,24 @@
+"""Front and reward-vs-λ figures from scores.csv (rule figures)."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # the package, also outside an install
+
+import pandas as pd  # noqa: E402
+
+from rewarded_soups.plots import plot_front, plot_lambda_curves  # noqa: E402
+from rewarded_soups.workflow import logged  # noqa: E402
+
+with logged(snakemake):
+    scores = pd.read_csv(snakemake.input.scores, keep_default_na=False)
+    title = snakemake.wildcards.task
+    plot_front(scores, snakemake.params.rewards, snakemake.params.axes, snakemake.output.front, title=title, dpi=snakemake.params.dpi)
+    plot_lambda_curves(
+        scores,
+        snakemake.params.rewards,
+        snakemake.params.metrics,
+        snakemake.output.curves,
+        title=title,
+        dpi=snakemake.params.dpi,
+    )

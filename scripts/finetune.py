@@ -1,0 +1,22 @@
+"""RL fine-tune from θ0 on a weighted reward (rules expert and morl)."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # the package, also outside an install
+
+from rewarded_soups.registry import load_task  # noqa: E402
+from rewarded_soups.workflow import logged  # noqa: E402
+
+with logged(snakemake) as log:
+    task = load_task(snakemake.params.kind)
+    metrics = task.finetune(
+        Path(snakemake.input.base),
+        Path(snakemake.output[0]),
+        dict(snakemake.params.rewards),
+        dict(snakemake.params.weights),
+        snakemake.params.settings,
+        seed=snakemake.params.seed,
+        threads=snakemake.threads,
+    )
+    log.info("done: %s", metrics)

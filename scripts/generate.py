@@ -1,0 +1,21 @@
+"""Outputs of one model on the held-out inputs (rule generate)."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # the package, also outside an install
+
+from rewarded_soups.registry import load_task  # noqa: E402
+from rewarded_soups.workflow import logged  # noqa: E402
+
+with logged(snakemake):
+    task = load_task(snakemake.params.kind)
+    model = Path(snakemake.input.model) if snakemake.input.model else None
+    task.generate(
+        Path(snakemake.input.base),
+        model,
+        Path(snakemake.output[0]),
+        snakemake.params.settings,
+        seed=snakemake.params.seed,
+        threads=snakemake.threads,
+    )

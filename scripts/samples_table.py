@@ -1,0 +1,15 @@
+"""Qualitative samples per model as markdown (rule samples_table)."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # the package, also outside an install
+
+from rewarded_soups.registry import load_task  # noqa: E402
+from rewarded_soups.workflow import logged  # noqa: E402
+
+with logged(snakemake):
+    task = load_task(snakemake.params.kind)
+    samples = dict(zip(snakemake.params.labels, (Path(p) for p in snakemake.input)))
+    body = task.samples_table(samples, snakemake.params.n)
+    Path(snakemake.output[0]).write_text(f"# Samples of {snakemake.wildcards.task} per model\n\n{body}\n")

@@ -1,0 +1,29 @@
+"""One reward (or metric) on one model's samples (rule score)."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # the package, also outside an install
+
+import numpy as np  # noqa: E402
+
+from rewarded_soups.registry import load_task  # noqa: E402
+from rewarded_soups.workflow import logged, write_json  # noqa: E402
+
+with logged(snakemake) as log:
+    task = load_task(snakemake.params.kind)
+    values = np.asarray(
+        task.score(Path(snakemake.input.samples), snakemake.params.reward, base_dir=Path(snakemake.input.base), threads=snakemake.threads),
+        dtype=float,
+    )
+    row = {
+        "model": snakemake.wildcards.model,
+        "kind": snakemake.params.model_kind,
+        "weights": snakemake.params.weights,
+        "reward": snakemake.wildcards.reward,
+        "mean": float(values.mean()),
+        "std": float(values.std(ddof=1)) if len(values) > 1 else 0.0,
+        "n": len(values),
+    }
+    log.info("%s", row)
+    write_json(snakemake.output[0], row)

@@ -1,0 +1,28 @@
+"""LMC and hypervolume of a task's scores (rule summary)."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # the package, also outside an install
+
+import pandas as pd  # noqa: E402
+
+from rewarded_soups.analysis import summarise  # noqa: E402
+from rewarded_soups.workflow import logged, read_json, write_json  # noqa: E402
+
+with logged(snakemake) as log:
+    timings = {"pretrain": read_json(snakemake.input.pretrain).get("seconds")}
+    for run in snakemake.input.runs:
+        metrics = Path(run) / "train_metrics.json"
+        if metrics.exists():
+            timings[f"{Path(run).parent.name}/{Path(run).name}"] = read_json(metrics).get("seconds")
+    summary = summarise(
+        pd.read_csv(snakemake.input.scores, keep_default_na=False),
+        snakemake.params.rewards,
+        reference=snakemake.params.reference,
+        timings=timings,
+    )
+    summary = {"task": snakemake.wildcards.task, **summary, "metrics": list(snakemake.params.metrics)}
+    summary["pretrain"] = read_json(snakemake.input.pretrain)
+    log.info("LMC %s, hypervolume %s", summary["lmc"], summary["hypervolume"])
+    write_json(snakemake.output[0], summary)
