@@ -13,8 +13,7 @@ from rewarded_soups.pareto import auto_reference, hypervolume, lmc_margins, lmc_
 from rewarded_soups.scores import wide
 
 REFERENCE_RULE = (
-    "per-reward minimum over all evaluated models (init, experts, soups, MORL) "
-    "minus 5% of that reward's observed range"
+    "per-reward minimum over all evaluated models (init, experts, soups, MORL) minus 5% of that reward's observed range"
 )
 
 
@@ -52,9 +51,7 @@ def summarise(
     expert_w = weight_matrix(experts, rewards)
     order = [int(np.argmax(row)) for row in expert_w]
     if sorted(order) != list(range(len(rewards))):
-        raise ValueError(
-            f"need exactly one expert per reward {rewards}; found {list(experts.index)}"
-        )
+        raise ValueError(f"need exactly one expert per reward {rewards}; found {list(experts.index)}")
     experts = experts.iloc[np.argsort(order)]
     expert_scores = experts[rewards].to_numpy(float)
 

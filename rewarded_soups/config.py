@@ -11,7 +11,7 @@ import importlib.util
 from pathlib import Path
 from typing import Any
 
-from rewarded_soups.registry import METRIC_KINDS, REWARD_KINDS, TASK_MODALITY, TASKS
+from rewarded_soups.registry import METRIC_KINDS, REWARD_KINDS, TASK_MODALITY, TASKS, reward_options
 
 GENERIC_SCHEMA = Path(__file__).resolve().parent.parent / "config" / "schema.yaml"
 
@@ -25,7 +25,7 @@ def task_schema(kind: str) -> Path:
     spec = importlib.util.find_spec(TASKS[kind])
     if spec is None or not spec.submodule_search_locations:
         raise ConfigError(f"task kind {kind!r}: module {TASKS[kind]} not found")
-    return Path(list(spec.submodule_search_locations)[0]) / "schema.yaml"
+    return Path(next(iter(spec.submodule_search_locations))) / "schema.yaml"
 
 
 def _schema_validate(data: dict[str, Any], schema: Path, where: str) -> None:
@@ -56,6 +56,14 @@ def validate_config(config: dict[str, Any], schema: Path = GENERIC_SCHEMA) -> di
                         f"{where}.{section}.{name}.kind: unknown {section[:-1]} kind {reward['kind']!r}; "
                         f"registered: {sorted(registry)}"
                     )
+                required, optional = reward_options(reward["kind"])
+                given = set(reward) - {"kind"}
+                if given - required - optional or required - given:
+                    raise ConfigError(
+                        f"{where}.{section}.{name}: kind {reward['kind']!r} takes options "
+                        f"{sorted(required)} (required) and {sorted(optional)} (optional); "
+                        f"unknown: {sorted(given - required - optional)}, missing: {sorted(required - given)}"
+                    )
                 if entry.modality != modality:
                     raise ConfigError(
                         f"{where}.{section}.{name}: kind {reward['kind']!r} scores {entry.modality}, "
@@ -84,7 +92,5 @@ def validate_config(config: dict[str, Any], schema: Path = GENERIC_SCHEMA) -> di
         task["analysis"]["axes"] = axes
         ref = task["analysis"]["reference"]
         if ref is not None and len(ref) != len(rewards):
-            raise ConfigError(
-                f"{where}.analysis.reference: {len(ref)} values for {len(rewards)} rewards {rewards}"
-            )
+            raise ConfigError(f"{where}.analysis.reference: {len(ref)} values for {len(rewards)} rewards {rewards}")
     return config

@@ -42,9 +42,7 @@ def hypervolume(points: Sequence[Sequence[float]] | np.ndarray, reference: Seque
     return float(moocore.hypervolume(arr, ref=ref, maximise=True))
 
 
-def lmc_margins(
-    expert_scores: np.ndarray, soup_weights: np.ndarray, soup_scores: np.ndarray
-) -> np.ndarray:
+def lmc_margins(expert_scores: np.ndarray, soup_weights: np.ndarray, soup_scores: np.ndarray) -> np.ndarray:
     """Margin of each soup over the weight-space straight line, per reward.
 
     Hypothesis 1 of the paper (linear mode connectivity) holds at θ_λ when
@@ -56,9 +54,7 @@ def lmc_margins(
     soup_weights = np.asarray(soup_weights, dtype=float)
     soup_scores = np.asarray(soup_scores, dtype=float)
     if soup_weights.shape[1] != expert_scores.shape[0]:
-        raise ValueError(
-            f"{soup_weights.shape[1]} interpolation weights per soup but {expert_scores.shape[0]} experts"
-        )
+        raise ValueError(f"{soup_weights.shape[1]} interpolation weights per soup but {expert_scores.shape[0]} experts")
     return soup_scores - soup_weights @ expert_scores
 
 
@@ -71,7 +67,7 @@ def lmc_summary(margins: np.ndarray, tolerance: float = 0.0) -> dict[str, float 
     return {
         "holds_fraction": float(holds.mean()),
         "worst_margin": float(margins.min()),
-        "n_points": int(len(margins)),
+        "n_points": len(margins),
     }
 
 

@@ -24,6 +24,19 @@ class Model:
         return mix_name(self.mix) if self.mix else ""
 
 
+def canonical(value: Any) -> Any:
+    """Mappings with sorted keys, recursively.
+
+    Snakemake compares params by their text, so key order in config.yaml (or
+    after a YAML round trip) must not make a job look stale.
+    """
+    if isinstance(value, dict):
+        return {k: canonical(value[k]) for k in sorted(value)}
+    if isinstance(value, list | tuple):
+        return [canonical(v) for v in value]
+    return value
+
+
 def rewards(task: dict[str, Any]) -> list[str]:
     return list(task["rewards"])
 

@@ -15,15 +15,15 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import seaborn as sns  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
 
-from rewarded_soups.analysis import weight_matrix  # noqa: E402
-from rewarded_soups.grid import format_weight  # noqa: E402
-from rewarded_soups.registry import METRIC_KINDS  # noqa: E402
-from rewarded_soups.scores import wide  # noqa: E402
+from rewarded_soups.analysis import weight_matrix
+from rewarded_soups.grid import format_weight
+from rewarded_soups.registry import METRIC_KINDS
+from rewarded_soups.scores import wide
 
 PALETTE = {"init": "#222222", "expert": "#1f77b4", "soup": "#1f77b4", "morl": "#d62728", "line": "#888888"}
 
@@ -74,16 +74,29 @@ def plot_front(
         ax.annotate(
             f"λ={format_weight(row['lam'])}", (row[x], row[y]), textcoords="offset points", xytext=(5, 4), fontsize=7
         )
-    ax.scatter(experts[x], experts[y], marker="*", s=260, color=PALETTE["expert"], edgecolor="k", zorder=4,
-               label="experts θ_i")
+    ax.scatter(
+        experts[x], experts[y], marker="*", s=260, color=PALETTE["expert"], edgecolor="k", zorder=4, label="experts θ_i"
+    )
     for name, row in experts.iterrows():
-        ax.annotate(name.removeprefix("expert-"), (row[x], row[y]), textcoords="offset points", xytext=(-10, -14),
-                    fontsize=9, weight="bold")
+        ax.annotate(
+            name.removeprefix("expert-"),
+            (row[x], row[y]),
+            textcoords="offset points",
+            xytext=(-10, -14),
+            fontsize=9,
+            weight="bold",
+        )
     if len(morl):
         ax.scatter(morl[x], morl[y], marker="s", s=70, color=PALETTE["morl"], edgecolor="k", zorder=4, label="MORL")
         for _, row in morl.iterrows():
-            ax.annotate(f"μ={format_weight(row['mu'])}", (row[x], row[y]), textcoords="offset points", xytext=(5, -12),
-                        fontsize=7, color=PALETTE["morl"])
+            ax.annotate(
+                f"μ={format_weight(row['mu'])}",
+                (row[x], row[y]),
+                textcoords="offset points",
+                xytext=(5, -12),
+                fontsize=7,
+                color=PALETTE["morl"],
+            )
     init = table[table["kind"] == "init"]
     if len(init):
         ax.scatter(init[x], init[y], marker="o", s=70, color=PALETTE["init"], zorder=4, label="θ0 (pre-trained)")
@@ -121,8 +134,9 @@ def plot_lambda_curves(
         if len(ends) == 2:
             ax.plot(ends["lam"], ends[col], "--", color=PALETTE["line"], lw=1, label="linear")
         if len(morl):
-            ax.scatter(morl["mu"], morl[col], marker="s", color=PALETTE["morl"], edgecolor="k", zorder=4,
-                       label="MORL (at μ)")
+            ax.scatter(
+                morl["mu"], morl[col], marker="s", color=PALETTE["morl"], edgecolor="k", zorder=4, label="MORL (at μ)"
+            )
         if len(init):
             ax.axhline(float(init[col].iloc[0]), ls=":", color=PALETTE["init"], label="θ0")
         kind = METRIC_KINDS.get(metrics.get(col, ""))

@@ -9,6 +9,7 @@ names a factory ``build(settings) -> Reward`` inside its module.
 from __future__ import annotations
 
 import importlib
+import inspect
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,12 +32,8 @@ TASK_MODALITY: dict[str, str] = {
 }
 
 REWARD_KINDS: dict[str, RewardKind] = {
-    "vader": RewardKind(
-        "rewarded_soups.rewards.text", "text", "positive sentiment: VADER compound score in [-1, 1]"
-    ),
-    "conciseness": RewardKind(
-        "rewarded_soups.rewards.text", "text", "1 - words/max_words, clipped to [0, 1]"
-    ),
+    "vader": RewardKind("rewarded_soups.rewards.text", "text", "positive sentiment: VADER compound score in [-1, 1]"),
+    "conciseness": RewardKind("rewarded_soups.rewards.text", "text", "1 - words/max_words, clipped to [0, 1]"),
     "classifier": RewardKind(
         "rewarded_soups.rewards.text",
         "text",
@@ -47,10 +44,22 @@ REWARD_KINDS: dict[str, RewardKind] = {
 # Quality metrics are evaluated for every model but never trained on.
 METRIC_KINDS: dict[str, RewardKind] = {
     "perplexity": RewardKind(
-        "rewarded_soups.rewards.text", "text", "perplexity of the completion under θ0 (lower is better)",
+        "rewarded_soups.rewards.text",
+        "text",
+        "perplexity of the completion under θ0 (lower is better)",
         higher_is_better=False,
     ),
 }
+
+
+def reward_options(kind: str) -> tuple[set[str], set[str]]:
+    """(required, optional) config options of a reward kind, from its constructor."""
+    entry = REWARD_KINDS.get(kind) or METRIC_KINDS[kind]
+    module = importlib.import_module(entry.module)
+    params = inspect.signature(module.CLASSES[kind].__init__).parameters
+    names = [p for p in params if p != "self" and p not in getattr(module, "CONTEXT_ARGUMENTS", set())]
+    required = {p for p in names if params[p].default is inspect.Parameter.empty}
+    return required, set(names) - required
 
 
 def load_task(kind: str) -> Any:

@@ -31,7 +31,7 @@ rule figures:
         curves="results/{task}/figures/lambda_curves.{fmt}",
     params:
         rewards=lambda w: plan.rewards(TASKS[w.task]),
-        metrics=lambda w: {name: m["kind"] for name, m in TASKS[w.task]["metrics"].items()},
+        metrics=lambda w: {name: m["kind"] for name, m in sorted(TASKS[w.task]["metrics"].items())},
         axes=lambda w: TASKS[w.task]["analysis"]["axes"],
         dpi=lambda w: TASKS[w.task]["plots"]["dpi"],
     log:

@@ -37,7 +37,7 @@ wildcard_constraints:
 def settings(stage):
     def get(wildcards):
         task = TASKS[wildcards.task]
-        return {section: task[section] for section in STAGE_SECTIONS[stage]}
+        return plan.canonical({section: task[section] for section in STAGE_SECTIONS[stage]})
 
     return get
 

@@ -34,7 +34,7 @@ rule score:
         "results/{task}/scores/{model}/{reward}.json",
     params:
         kind=task_kind,
-        reward=lambda w: plan.scorers(TASKS[w.task])[w.reward],
+        reward=lambda w: plan.canonical(plan.scorers(TASKS[w.task])[w.reward]),
         model_kind=lambda w: model_entry(w).kind,
         weights=lambda w: model_entry(w).weights,
     threads: resource("evaluate", "threads")

@@ -10,7 +10,7 @@ rule expert:
     params:
         kind=task_kind,
         settings=settings("finetune"),
-        rewards=lambda w: {w.reward: TASKS[w.task]["rewards"][w.reward]},
+        rewards=lambda w: {w.reward: plan.canonical(TASKS[w.task]["rewards"][w.reward])},
         weights=lambda w: {w.reward: 1.0},
         seed=SEED,
     threads: resource("finetune", "threads")
@@ -35,7 +35,9 @@ rule morl:
     params:
         kind=task_kind,
         settings=settings("finetune"),
-        rewards=lambda w: {r: TASKS[w.task]["rewards"][r] for r, m in parse_mix(w.mix).items() if m > 0},
+        rewards=lambda w: {
+            r: plan.canonical(TASKS[w.task]["rewards"][r]) for r, m in parse_mix(w.mix).items() if m > 0
+        },
         weights=lambda w: {r: m for r, m in parse_mix(w.mix).items() if m > 0},
         seed=SEED,
     threads: resource("finetune", "threads")

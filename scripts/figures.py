@@ -5,15 +5,22 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # the package, also outside an install
 
-import pandas as pd  # noqa: E402
+import pandas as pd
 
-from rewarded_soups.plots import plot_front, plot_lambda_curves  # noqa: E402
-from rewarded_soups.workflow import logged  # noqa: E402
+from rewarded_soups.plots import plot_front, plot_lambda_curves
+from rewarded_soups.workflow import logged
 
 with logged(snakemake):
     scores = pd.read_csv(snakemake.input.scores, keep_default_na=False)
     title = snakemake.wildcards.task
-    plot_front(scores, snakemake.params.rewards, snakemake.params.axes, snakemake.output.front, title=title, dpi=snakemake.params.dpi)
+    plot_front(
+        scores,
+        snakemake.params.rewards,
+        snakemake.params.axes,
+        snakemake.output.front,
+        title=title,
+        dpi=snakemake.params.dpi,
+    )
     plot_lambda_curves(
         scores,
         snakemake.params.rewards,

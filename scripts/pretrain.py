@@ -5,8 +5,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # the package, also outside an install
 
-from rewarded_soups.registry import load_task  # noqa: E402
-from rewarded_soups.workflow import logged, write_json  # noqa: E402
+from rewarded_soups.registry import load_task
+from rewarded_soups.workflow import logged, write_json
 
 with logged(snakemake):
     task = load_task(snakemake.params.kind)

@@ -5,15 +5,20 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # the package, also outside an install
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-from rewarded_soups.registry import load_task  # noqa: E402
-from rewarded_soups.workflow import logged, write_json  # noqa: E402
+from rewarded_soups.registry import load_task
+from rewarded_soups.workflow import logged, write_json
 
 with logged(snakemake) as log:
     task = load_task(snakemake.params.kind)
     values = np.asarray(
-        task.score(Path(snakemake.input.samples), snakemake.params.reward, base_dir=Path(snakemake.input.base), threads=snakemake.threads),
+        task.score(
+            Path(snakemake.input.samples),
+            snakemake.params.reward,
+            base_dir=Path(snakemake.input.base),
+            threads=snakemake.threads,
+        ),
         dtype=float,
     )
     row = {

@@ -5,8 +5,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # the package, also outside an install
 
-from rewarded_soups.scores import read_score_files  # noqa: E402
-from rewarded_soups.workflow import logged  # noqa: E402
+from rewarded_soups.scores import read_score_files
+from rewarded_soups.workflow import logged
 
 with logged(snakemake):
     read_score_files(snakemake.input).to_csv(snakemake.output[0], index=False, float_format="%.6g")

@@ -5,10 +5,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # the package, also outside an install
 
-import pandas as pd  # noqa: E402
+import pandas as pd
 
-from rewarded_soups.analysis import summarise  # noqa: E402
-from rewarded_soups.workflow import logged, read_json, write_json  # noqa: E402
+from rewarded_soups.analysis import summarise
+from rewarded_soups.workflow import logged, read_json, write_json
 
 with logged(snakemake) as log:
     timings = {"pretrain": read_json(snakemake.input.pretrain).get("seconds")}

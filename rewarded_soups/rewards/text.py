@@ -61,6 +61,8 @@ class ClassifierReward:
         self.tokenizer = AutoTokenizer.from_pretrained(model)
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
+        # Right padding keeps every text at the positions it would have alone.
+        self.tokenizer.padding_side = "right"
         self.model = AutoModelForSequenceClassification.from_pretrained(model).eval()
         if self.model.config.pad_token_id is None:
             self.model.config.pad_token_id = self.tokenizer.pad_token_id
@@ -120,6 +122,17 @@ class Perplexity:
                 nll = torch.nn.functional.cross_entropy(logits, targets, reduction="none")
                 out.append(math.exp(nll[len(prompt_ids) - 1 :].mean().item()))
         return out
+
+
+# Reward kind -> class; the registry reads constructor signatures to check config options.
+CLASSES = {
+    "vader": VaderSentiment,
+    "conciseness": Conciseness,
+    "classifier": ClassifierReward,
+    "perplexity": Perplexity,
+}
+# Constructor arguments that come from the workflow (context), not from the config.
+CONTEXT_ARGUMENTS = {"base_model"}
 
 
 def build(kind: str, options: dict[str, Any], context: dict[str, Any]) -> Any:

@@ -33,13 +33,18 @@ class Task(Protocol):
         """Write the soup Σ λ_i θ_i into ``out_dir``."""
 
     def generate(
-        self, base_dir: Path, model_dir: Path | None, out_dir: Path, settings: dict[str, Any], *, seed: int, threads: int
+        self,
+        base_dir: Path,
+        model_dir: Path | None,
+        out_dir: Path,
+        settings: dict[str, Any],
+        *,
+        seed: int,
+        threads: int,
     ) -> None:
         """Produce the model's outputs on the held-out inputs (``model_dir`` None means θ0)."""
 
-    def score(
-        self, samples_dir: Path, reward: dict[str, Any], *, base_dir: Path, threads: int
-    ) -> list[float]:
+    def score(self, samples_dir: Path, reward: dict[str, Any], *, base_dir: Path, threads: int) -> list[float]:
         """One reward value per held-out sample."""
 
     def samples_table(self, samples: dict[str, Path], n: int) -> str:

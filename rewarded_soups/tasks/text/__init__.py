@@ -125,7 +125,9 @@ def generate(
     batches = range(0, len(prompts), cfg["batch_size"])
     for b, i in enumerate(tqdm(batches, desc="generate", mininterval=10)):
         batch = prompts[i : i + cfg["batch_size"]]
-        enc = tokenizer([with_bos(p, tokenizer) for p in batch], return_tensors="pt", padding=True, add_special_tokens=False)
+        enc = tokenizer(
+            [with_bos(p, tokenizer) for p in batch], return_tensors="pt", padding=True, add_special_tokens=False
+        )
         torch.manual_seed(seed + b)
         with torch.no_grad():
             out = model.generate(

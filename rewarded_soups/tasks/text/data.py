@@ -74,9 +74,7 @@ def load_splits(settings: dict[str, Any], seed: int) -> Splits:
     rng.shuffle(order)
     n_valid = max(1, int(len(order) * settings["valid_fraction"]))
     n_test = max(1, int(len(order) * settings["test_fraction"]))
-    return Splits(
-        train=order[n_valid + n_test :], valid=order[:n_valid], test=order[n_valid : n_valid + n_test]
-    )
+    return Splits(train=order[n_valid + n_test :], valid=order[:n_valid], test=order[n_valid : n_valid + n_test])
 
 
 def prompt_of(entry: str, words: int) -> str:

