@@ -58,12 +58,15 @@ def validate_config(config: dict[str, Any], schema: Path = GENERIC_SCHEMA) -> di
                     )
                 required, optional = reward_options(reward["kind"])
                 given = set(reward) - {"kind"}
-                if given - required - optional or required - given:
+                if given - required - set(optional) or required - given:
                     raise ConfigError(
                         f"{where}.{section}.{name}: kind {reward['kind']!r} takes options "
                         f"{sorted(required)} (required) and {sorted(optional)} (optional); "
-                        f"unknown: {sorted(given - required - optional)}, missing: {sorted(required - given)}"
+                        f"unknown: {sorted(given - required - set(optional))}, missing: {sorted(required - given)}"
                     )
+                # Written into the config so that the defaults reach params: (and staleness).
+                for option, default in optional.items():
+                    reward.setdefault(option, default)
                 if entry.modality != modality:
                     raise ConfigError(
                         f"{where}.{section}.{name}: kind {reward['kind']!r} scores {entry.modality}, "

@@ -33,7 +33,11 @@ TASK_MODALITY: dict[str, str] = {
 
 REWARD_KINDS: dict[str, RewardKind] = {
     "vader": RewardKind("rewarded_soups.rewards.text", "text", "positive sentiment: VADER compound score in [-1, 1]"),
-    "conciseness": RewardKind("rewarded_soups.rewards.text", "text", "1 - words/max_words, clipped to [0, 1]"),
+    "conciseness": RewardKind(
+        "rewarded_soups.rewards.text",
+        "text",
+        "1 - characters/max_chars, clipped to [0, 1]; fewer than min_chars characters score 0",
+    ),
     "classifier": RewardKind(
         "rewarded_soups.rewards.text",
         "text",
@@ -52,14 +56,14 @@ METRIC_KINDS: dict[str, RewardKind] = {
 }
 
 
-def reward_options(kind: str) -> tuple[set[str], set[str]]:
-    """(required, optional) config options of a reward kind, from its constructor."""
+def reward_options(kind: str) -> tuple[set[str], dict[str, Any]]:
+    """Required option names and optional options with their defaults, from the constructor."""
     entry = REWARD_KINDS.get(kind) or METRIC_KINDS[kind]
     module = importlib.import_module(entry.module)
     params = inspect.signature(module.CLASSES[kind].__init__).parameters
     names = [p for p in params if p != "self" and p not in getattr(module, "CONTEXT_ARGUMENTS", set())]
     required = {p for p in names if params[p].default is inspect.Parameter.empty}
-    return required, set(names) - required
+    return required, {p: params[p].default for p in names if p not in required}
 
 
 def load_task(kind: str) -> Any:

@@ -4,8 +4,12 @@ from rewarded_soups.registry import REWARD_KINDS, build_reward
 
 
 def test_conciseness_by_hand():
-    reward = build_reward({"kind": "conciseness", "max_words": 4})
-    assert reward(["p"] * 4, ["", "one two", "a b c d", "a b c d e f"]) == [1.0, 0.5, 0.0, 0.0]
+    reward = build_reward({"kind": "conciseness", "max_chars": 10, "min_chars": 0})
+    assert reward(["p"] * 4, ["", " abcde ", "abcdefghij", "abcdefghijklmn"]) == [1.0, 0.5, 0.0, 0.0]
+    floored = build_reward({"kind": "conciseness", "max_chars": 10, "min_chars": 2})
+    assert floored(["p"] * 3, ["", "a", "abcde"]) == [0.0, 0.0, 0.5]
+    with pytest.raises(ValueError, match="min_chars"):
+        build_reward({"kind": "conciseness", "max_chars": 4, "min_chars": 5})
 
 
 def test_vader_orders_positive_above_negative():

@@ -103,7 +103,7 @@ def test_changing_one_reward_reruns_only_its_branch(run):
     workdir, config = run
     changed = workdir / "changed.yaml"
     data = yaml.safe_load(config.read_text())
-    data["tasks"]["text"]["rewards"]["concise"]["max_words"] = 12
+    data["tasks"]["text"]["rewards"]["concise"]["max_chars"] = 40
     changed.write_text(yaml.safe_dump(data))
     jobs = planned_jobs(workdir, changed)
     rules = [rule for rule, _ in jobs]
@@ -127,4 +127,4 @@ def test_changing_one_reward_reruns_only_its_branch(run):
         "scores_table",
         "summary",
     ]
-    print(f"staleness: {len(jobs)} jobs planned after changing concise.max_words: {sorted(set(rules))}")
+    print(f"staleness: {len(jobs)} jobs planned after changing concise.max_chars: {sorted(set(rules))}")

@@ -27,17 +27,27 @@ class VaderSentiment:
 
 
 class Conciseness:
-    """1 − words/max_words, clipped to [0, 1]: an empty completion scores 1."""
+    """1 − characters/max_chars, clipped to [0, 1]; fewer than ``min_chars`` characters score 0.
+
+    Characters, not words: counting words is hacked at once by runs of
+    punctuation. The floor keeps "say nothing" from being the optimum.
+    """
 
     higher_is_better = True
 
-    def __init__(self, max_words: int = 24) -> None:
-        if max_words < 1:
-            raise ValueError(f"conciseness.max_words must be at least 1, got {max_words}")
-        self.max_words = max_words
+    def __init__(self, max_chars: int = 120, min_chars: int = 10) -> None:
+        if not 0 <= min_chars <= max_chars or max_chars < 1:
+            raise ValueError(
+                f"conciseness needs 0 <= min_chars <= max_chars and max_chars >= 1, got {min_chars}, {max_chars}"
+            )
+        self.max_chars, self.min_chars = max_chars, min_chars
 
     def __call__(self, prompts: Sequence[str], completions: Sequence[str]) -> list[float]:
-        return [1.0 - min(len(c.split()), self.max_words) / self.max_words for c in completions]
+        out = []
+        for c in completions:
+            n = len(c.strip())
+            out.append(0.0 if n < self.min_chars else 1.0 - min(n, self.max_chars) / self.max_chars)
+        return out
 
 
 class ClassifierReward:
