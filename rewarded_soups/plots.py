@@ -69,7 +69,16 @@ def plot_front(
     experts = curve[curve["kind"] == "expert"]
     if len(experts) == 2:
         ax.plot(experts[x], experts[y], "--", color=PALETTE["line"], lw=1.2, label="linear interpolation of rewards")
-    ax.plot(curve[x], curve[y], "-o", color=PALETTE["soup"], ms=5, lw=2, label="rewarded soups (RS)", zorder=3)
+    ax.plot(
+        curve[x],
+        curve[y],
+        "-o",
+        color=PALETTE["soup"],
+        ms=5,
+        lw=2,
+        label=f"rewarded soups (RS), λ = weight of {x}",
+        zorder=3,
+    )
     for _, row in curve.iterrows():
         ax.annotate(
             f"λ={format_weight(row['lam'])}", (row[x], row[y]), textcoords="offset points", xytext=(5, 4), fontsize=7

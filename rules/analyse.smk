@@ -55,6 +55,8 @@ rule samples_table:
         n=lambda w: TASKS[w.task]["evaluate"].get("samples_in_table", 4),
     log:
         "logs/{task}/samples_table.log",
+    benchmark:
+        "benchmarks/{task}/samples_table.tsv"
     conda:
         conda_env
     script:

@@ -73,7 +73,7 @@ def test_plan_of_the_default(default_config):
 
 def test_three_rewards_plan(default_config):
     config = copy.deepcopy(default_config)
-    config["tasks"]["text"]["rewards"]["short"] = {"kind": "conciseness", "max_words": 8}
+    config["tasks"]["text"]["rewards"]["short"] = {"kind": "conciseness", "max_chars": 40}
     config["tasks"]["text"]["morl"]["mu"] = [[1, 1, 1]]
     config["tasks"]["text"]["merge"]["grid_points"] = 3
     task = validate_config(config)["tasks"]["text"]

@@ -26,7 +26,8 @@ pytestmark = pytest.mark.e2e
 
 def snakemake(workdir: Path, config: Path, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [*SNAKEMAKE, "--directory", str(workdir), "--configfile", str(config), *args],
+        # Targets and flags first: --configfile takes every word after it.
+        [*SNAKEMAKE, *args, "--directory", str(workdir), "--configfile", str(config)],
         capture_output=True,
         text=True,
         cwd=workdir,
@@ -104,7 +105,7 @@ def test_changing_one_reward_reruns_only_its_branch(run):
     changed = workdir / "changed.yaml"
     data = yaml.safe_load(config.read_text())
     data["tasks"]["text"]["rewards"]["concise"]["max_chars"] = 40
-    changed.write_text(yaml.safe_dump(data))
+    changed.write_text(yaml.safe_dump(data, sort_keys=False))
     jobs = planned_jobs(workdir, changed)
     rules = [rule for rule, _ in jobs]
     assert "pretrain" not in rules
@@ -128,3 +129,25 @@ def test_changing_one_reward_reruns_only_its_branch(run):
         "summary",
     ]
     print(f"staleness: {len(jobs)} jobs planned after changing concise.max_chars: {sorted(set(rules))}")
+
+
+def test_same_config_and_seed_give_the_same_scores(run, tmp_path):
+    workdir, config = run
+    shutil.copy(config, tmp_path / "config.yaml")
+    result = snakemake(tmp_path, tmp_path / "config.yaml", "results/text/scores.csv")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    first = (workdir / "results" / "text" / "scores.csv").read_text()
+    assert (tmp_path / "results" / "text" / "scores.csv").read_text() == first
+
+
+def test_bad_config_fails_before_any_job_and_names_the_key(run, tmp_path):
+    workdir, config = run
+    data = yaml.safe_load(config.read_text())
+    data["tasks"]["text"]["finetune"]["lerning_rate"] = 0.1
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(data, sort_keys=False))
+    before = sorted(p.relative_to(workdir) for p in (workdir / "results").rglob("*"))
+    result = snakemake(workdir, bad, "--dry-run")
+    assert result.returncode != 0
+    assert "lerning_rate" in result.stdout + result.stderr
+    assert sorted(p.relative_to(workdir) for p in (workdir / "results").rglob("*")) == before

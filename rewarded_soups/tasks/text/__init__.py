@@ -119,7 +119,10 @@ def generate(
 
     torch.set_num_threads(threads)
     cfg = settings["evaluate"]
+    from rewarded_soups.tasks.text.model import device
+
     tokenizer, model = load_model(Path(base_dir), Path(model_dir) if model_dir else None)
+    model.to(device())
     prompts = [prompt_of(e, settings["data"]["prompt_words"]) for e in _splits(settings, seed).test][: cfg["n_prompts"]]
     rows = []
     batches = range(0, len(prompts), cfg["batch_size"])
@@ -127,7 +130,7 @@ def generate(
         batch = prompts[i : i + cfg["batch_size"]]
         enc = tokenizer(
             [with_bos(p, tokenizer) for p in batch], return_tensors="pt", padding=True, add_special_tokens=False
-        )
+        ).to(device())
         torch.manual_seed(seed + b)
         with torch.no_grad():
             out = model.generate(

@@ -69,12 +69,14 @@ def stream_perplexity(model: torch.nn.Module, stream: torch.Tensor, block: int, 
         raise ValueError(f"held-out stream of {len(stream)} tokens is shorter than one block ({block})")
     blocks = stream[: n_blocks * block].view(n_blocks, block)
     total, count = 0.0, 0
+    model.to(device())
     for i in range(0, n_blocks, 16):
-        batch = blocks[i : i + 16]
+        batch = blocks[i : i + 16].to(device())
         out = model(input_ids=batch, labels=batch)
         n = batch.numel() - batch.shape[0]
         total += out.loss.item() * n
         count += n
+    model.cpu()
     return math.exp(total / count)
 
 
@@ -122,8 +124,13 @@ def pretrain(out_dir: Path, splits: Splits, settings: dict[str, Any], *, seed: i
     return metrics
 
 
+def device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
 def _train_lm(model: torch.nn.Module, stream: torch.Tensor, settings: dict[str, Any], seed: int) -> int:
     block, batch, steps = settings["block_size"], settings["batch_size"], settings["steps"]
+    model.to(device())
     if len(stream) <= block + 1:
         raise ValueError(f"training stream of {len(stream)} tokens is shorter than block_size={block}")
     gen = torch.Generator().manual_seed(seed)
@@ -140,7 +147,7 @@ def _train_lm(model: torch.nn.Module, stream: torch.Tensor, settings: dict[str, 
     running = None
     for step in bar:
         starts = torch.randint(0, len(stream) - block - 1, (batch,), generator=gen)
-        x = torch.stack([stream[s : s + block] for s in starts])
+        x = torch.stack([stream[s : s + block] for s in starts]).to(device())
         loss = model(input_ids=x, labels=x).loss
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -151,4 +158,5 @@ def _train_lm(model: torch.nn.Module, stream: torch.Tensor, settings: dict[str, 
         bar.set_postfix(loss=f"{running:.3f}", refresh=False)
         if (step + 1) % max(1, steps // 10) == 0:
             log.info("pretrain step %d/%d: loss %.3f", step + 1, steps, running)
+    model.cpu()
     return steps
