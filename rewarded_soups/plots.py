@@ -23,7 +23,7 @@ import seaborn as sns
 from rewarded_soups.analysis import weight_matrix
 from rewarded_soups.grid import format_weight
 from rewarded_soups.registry import METRIC_KINDS
-from rewarded_soups.scores import wide
+from rewarded_soups.scores import standard_errors, wide
 
 PALETTE = {"init": "#222222", "expert": "#1f77b4", "soup": "#1f77b4", "morl": "#d62728", "line": "#888888"}
 
@@ -62,6 +62,7 @@ def plot_front(
 ) -> None:
     x, y = axes
     table = wide(scores)
+    sem = standard_errors(scores)
     curve = edge_curve(table, rewards, axes)
     morl = morl_points(table, rewards, axes)
     sns.set_theme(style="whitegrid", context="notebook")
@@ -69,6 +70,17 @@ def plot_front(
     experts = curve[curve["kind"] == "expert"]
     if len(experts) == 2:
         ax.plot(experts[x], experts[y], "--", color=PALETTE["line"], lw=1.2, label="linear interpolation of rewards")
+    # ±1 standard error of the evaluation means, so that a gap can be told from noise.
+    ax.errorbar(
+        curve[x],
+        curve[y],
+        xerr=sem.loc[curve.index, x],
+        yerr=sem.loc[curve.index, y],
+        fmt="none",
+        ecolor=PALETTE["soup"],
+        alpha=0.35,
+        lw=1,
+    )
     ax.plot(
         curve[x],
         curve[y],
@@ -131,6 +143,7 @@ def plot_lambda_curves(
     """One panel per reward and metric against λ (weight of the first reward)."""
     pair = list(rewards[:2])
     table = wide(scores)
+    sem = standard_errors(scores)
     curve = edge_curve(table, rewards, pair)
     morl = morl_points(table, rewards, pair)
     init = table[table["kind"] == "init"]
@@ -138,7 +151,9 @@ def plot_lambda_curves(
     sns.set_theme(style="whitegrid", context="notebook")
     fig, axs = plt.subplots(1, len(columns), figsize=(3.6 * len(columns), 3.4), squeeze=False)
     for ax, col in zip(axs[0], columns):
-        ax.plot(curve["lam"], curve[col], "-o", color=PALETTE["soup"], ms=4, label="RS")
+        ax.plot(curve["lam"], curve[col], "-o", color=PALETTE["soup"], ms=4, label="RS (±1 s.e.)")
+        err = sem.loc[curve.index, col]
+        ax.fill_between(curve["lam"], curve[col] - err, curve[col] + err, color=PALETTE["soup"], alpha=0.2, lw=0)
         ends = curve[curve["kind"] == "expert"]
         if len(ends) == 2:
             ax.plot(ends["lam"], ends[col], "--", color=PALETTE["line"], lw=1, label="linear")

@@ -33,3 +33,9 @@ def wide(scores: pd.DataFrame) -> pd.DataFrame:
     table = scores.pivot_table(index="model", columns="reward", values="mean", aggfunc="first")
     meta = scores.drop_duplicates("model").set_index("model")[["kind", "weights"]]
     return meta.join(table)
+
+
+def standard_errors(scores: pd.DataFrame) -> pd.DataFrame:
+    """Standard error of each mean (std/√n), one row per model, one column per reward."""
+    sem = scores.assign(sem=scores["std"] / scores["n"].clip(lower=1) ** 0.5)
+    return sem.pivot_table(index="model", columns="reward", values="sem", aggfunc="first")

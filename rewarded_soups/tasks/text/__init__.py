@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -86,9 +85,6 @@ def merge(
     out_dir.mkdir(parents=True, exist_ok=True)
     save_file(merged, out_dir / ADAPTER_WEIGHTS, metadata={"format": "pt"})
     (out_dir / ADAPTER_CONFIG).write_text(json.dumps(config, indent=2))
-    for name in ("README.md",):
-        if (Path(expert_dirs[0]) / name).exists():
-            shutil.copy(Path(expert_dirs[0]) / name, out_dir / name)
 
 
 def load_model(base_dir: Path, model_dir: Path | None):
