@@ -27,6 +27,40 @@ def rs_table(table: pd.DataFrame) -> pd.DataFrame:
     return table[table["kind"].isin(["expert", "soup"])]
 
 
+def preference_comparison(table: pd.DataFrame, rewards: Sequence[str]) -> list[dict[str, Any]]:
+    """Lemma 1 of the paper, per MORL preference μ: the scalarised reward Σ μ_i R_i of
+
+    * MORL(μ), trained on exactly that reward;
+    * the soup with λ = μ (the a priori choice), when μ is on the λ grid;
+    * the best experts-or-soup on the grid (a posteriori choice). It is selected
+      on the same evaluation prompts it is scored on, so it is optimistic.
+    """
+    rs = rs_table(table)
+    rs_w = weight_matrix(rs, rewards)
+    rs_values = rs[list(rewards)].to_numpy(float)
+    morl = table[table["kind"] == "morl"]
+    out = []
+    for (name, row), mu in zip(morl.iterrows(), weight_matrix(morl, rewards)):
+        scalar = rs_values @ mu
+        at_mu = np.flatnonzero(np.all(np.isclose(rs_w, mu, atol=1e-4), axis=1))
+        best = int(np.argmax(scalar)) if len(scalar) else None
+        out.append(
+            {
+                "mu": row["weights"],
+                "morl": {"model": name, "scalarised": float(row[list(rewards)].to_numpy(float) @ mu)},
+                "rs_at_mu": (
+                    {"model": rs.index[at_mu[0]], "scalarised": float(scalar[at_mu[0]])} if len(at_mu) else None
+                ),
+                "rs_best": (
+                    {"model": rs.index[best], "scalarised": float(scalar[best]), "selected_on": "evaluation split"}
+                    if best is not None
+                    else None
+                ),
+            }
+        )
+    return out
+
+
 def summarise(
     scores: pd.DataFrame,
     rewards: Sequence[str],
@@ -94,5 +128,6 @@ def summarise(
             "rs_front": list(rs.index[pareto_front(rs_points)]) if len(rs_points) else [],
             "morl_front": list(morl.index[pareto_front(morl_points)]) if len(morl_points) else [],
         },
+        "preferences": preference_comparison(table, rewards),
         "timings": timings or {},
     }

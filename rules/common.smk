@@ -32,6 +32,7 @@ wildcard_constraints:
     reward=r"[a-z][a-z0-9_]*",
     mix=r"[a-z][a-z0-9_@.+]*",
     model=r"[a-z][a-z0-9_@.+-]*",
+    fmt="png|pdf|svg",
 
 
 def settings(stage):

@@ -52,3 +52,12 @@ def test_summary_needs_one_expert_per_reward():
     scores = scores[scores["model"] != "expert-b"]
     with pytest.raises(ValueError, match="one expert per reward"):
         summarise(scores, ["a", "b"])
+
+
+def test_preference_comparison_lemma_1():
+    summary = summarise(_scores((0.6, 0.6)), ["a", "b"], reference=[0.0, 0.0])
+    (pref,) = summary["preferences"]
+    assert pref["mu"] == "a@0.5+b@0.5"
+    assert pref["morl"] == {"model": "morl-mid", "scalarised": pytest.approx(0.4)}
+    assert pref["rs_at_mu"] == {"model": "soup-mid", "scalarised": pytest.approx(0.6)}
+    assert pref["rs_best"]["model"] == "soup-mid"

@@ -123,7 +123,9 @@ class Perplexity:
         out: list[float] = []
         with torch.no_grad():
             for p, c in zip(prompts, completions):
-                prompt_ids = self.tokenizer(p, add_special_tokens=False)["input_ids"]
+                # Condition on the start-of-text token as generation did (GPT-2 style tokenizers).
+                bos = [self.tokenizer.bos_token_id] if self.tokenizer.bos_token_id is not None else []
+                prompt_ids = bos + self.tokenizer(p, add_special_tokens=False)["input_ids"]
                 # The completion is scored up to and including its end-of-text token.
                 completion_ids = self.tokenizer(c, add_special_tokens=False)["input_ids"] + [eos]
                 ids = torch.tensor([prompt_ids + completion_ids])
