@@ -51,8 +51,8 @@ def resource(stage, key):
     """A stage's resource from the task's config (threads, gpu, mem_mb)."""
 
     def get(wildcards):
-        res = TASKS[wildcards.task]["resources"].get(stage, {})
-        return res.get(key, {"threads": 1, "gpu": 0, "mem_mb": 4000}[key])
+        # Defaults come from config/schema.yaml ($defs/resources).
+        return TASKS[wildcards.task]["resources"][stage][key]
 
     return get
 

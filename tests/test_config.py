@@ -14,6 +14,11 @@ def test_default_config_is_valid_and_gets_defaults(default_config):
     assert task["analysis"]["axes"] == ["sentiment", "concise"]
 
 
+def test_resources_default_from_the_schema(tiny_config):
+    task = validate_config(tiny_config)["tasks"]["text"]
+    assert task["resources"]["finetune"] == {"threads": 1, "gpu": 0, "mem_mb": 4000}
+
+
 def test_misspelled_key_is_named(default_config):
     default_config["tasks"]["text"]["finetune"]["lerning_rate"] = 0.1
     with pytest.raises(ConfigError, match="lerning_rate"):

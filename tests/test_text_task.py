@@ -39,6 +39,20 @@ def test_pretrain_writes_safetensors_and_a_perplexity(tiny_text_task):
     assert 1 < metrics["valid_perplexity"] < metrics["vocab_size"] * 2
 
 
+def test_pretrain_can_start_from_a_local_model_directory(tiny_text_task, tmp_path):
+    """`pretrain.model` loads a causal LM through from_pretrained (a hub id takes the same path)."""
+    task, base = tiny_text_task
+    task = {**task, "pretrain": {**task["pretrain"], "model": str(base)}}
+    metrics = text.pretrain(tmp_path / "θ0", task, seed=0, threads=1)
+    assert metrics["steps"] == 0
+    original = load_file(base / "model.safetensors")
+    copied = load_file(tmp_path / "θ0" / "model.safetensors")
+    assert all(torch.equal(original[k], copied[k]) for k in original)
+    assert metrics["valid_perplexity"] == pytest.approx(
+        json.loads((base / "pretrain_metrics.json").read_text())["valid_perplexity"], rel=1e-5
+    )
+
+
 @pytest.fixture(scope="module")
 def experts(tiny_text_task, tmp_path_factory):
     task, base = tiny_text_task

@@ -29,8 +29,9 @@ class VaderSentiment:
 class Conciseness:
     """1 − characters/max_chars, clipped to [0, 1]; fewer than ``min_chars`` characters score 0.
 
-    Characters, not words: counting words is hacked at once by runs of
-    punctuation. The floor keeps "say nothing" from being the optimum.
+    Characters, not words: a word count was hacked at once by long runs of
+    dots. The floor keeps "say nothing" from being the optimum; RL still games
+    it with a few dots and a fake attribution, which the perplexity metric shows.
     """
 
     higher_is_better = True
