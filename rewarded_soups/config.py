@@ -7,6 +7,7 @@ axes that are not rewards, preference vectors of the wrong length.
 
 from __future__ import annotations
 
+import copy
 import importlib.util
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,10 @@ def _schema_validate(data: dict[str, Any], schema: Path, where: str) -> None:
 def validate_config(config: dict[str, Any], schema: Path = GENERIC_SCHEMA) -> dict[str, Any]:
     """Validate ``config`` in place (filling defaults) and return it."""
     _schema_validate(config, schema, "config")
+    # The schema's default objects were inserted by reference into every task
+    # that lacked the key; unshare them so one task's filled-in defaults never
+    # leak into another's.
+    config["tasks"] = {name: copy.deepcopy(task) for name, task in config["tasks"].items()}
     for task_name, task in config["tasks"].items():
         where = f"tasks.{task_name}"
         kind = task["kind"]
@@ -96,4 +101,11 @@ def validate_config(config: dict[str, Any], schema: Path = GENERIC_SCHEMA) -> di
         ref = task["analysis"]["reference"]
         if ref is not None and len(ref) != len(rewards):
             raise ConfigError(f"{where}.analysis.reference: {len(ref)} values for {len(rewards)} rewards {rewards}")
+        steps = task["merge"]["grid_points"] - 1
+        off_grid = [lam for lam in task["plots"]["qualitative"] if abs(lam * steps - round(lam * steps)) > 1e-9]
+        if off_grid:
+            raise ConfigError(
+                f"{where}.plots.qualitative: {off_grid} are not on the λ grid of {steps + 1} points "
+                f"(multiples of 1/{steps}); pick grid values or change merge.grid_points"
+            )
     return config

@@ -79,3 +79,21 @@ def model_by_name(task: dict[str, Any], name: str) -> Model:
 def scorers(task: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """Every reward and quality metric evaluated on each model."""
     return {**task["rewards"], **task.get("metrics", {})}
+
+
+def qualitative_models(task: dict[str, Any]) -> list[Model]:
+    """θ0 and the models at the λ values of ``plots.qualitative`` (the first reward's weight).
+
+    With more than two rewards, the experts stand in for the λ list.
+    """
+    names = rewards(task)
+    chosen = [m for m in models(task) if m.kind == "init"]
+    for m in models(task):
+        if m.kind not in ("expert", "soup"):
+            continue
+        if len(names) == 2:
+            if any(abs(m.mix[names[0]] - lam) < 1e-9 for lam in task["plots"]["qualitative"]):
+                chosen.append(m)
+        elif m.kind == "expert":
+            chosen.append(m)
+    return sorted(chosen, key=lambda m: -m.mix.get(names[0], 2.0))

@@ -24,11 +24,13 @@ class RewardKind:
 
 TASKS: dict[str, str] = {
     "text": "rewarded_soups.tasks.text",
+    "locomotion": "rewarded_soups.tasks.locomotion",
 }
 
 # Task kind -> the modality of what its models produce (rewards must match it).
 TASK_MODALITY: dict[str, str] = {
     "text": "text",
+    "locomotion": "episode",
 }
 
 REWARD_KINDS: dict[str, RewardKind] = {
@@ -43,6 +45,11 @@ REWARD_KINDS: dict[str, RewardKind] = {
         "text",
         "a sequence-classification reward model (local directory or hub id): logit of one label",
     ),
+    "locomotion": RewardKind(
+        "rewarded_soups.rewards.locomotion",
+        "episode",
+        "brax humanoid reward with control cost α = ctrl_cost: forward + alive − α·Σa² per episode",
+    ),
 }
 
 # Quality metrics are evaluated for every model but never trained on.
@@ -53,6 +60,13 @@ METRIC_KINDS: dict[str, RewardKind] = {
         "perplexity of the completion under θ0 (lower is better)",
         higher_is_better=False,
     ),
+    "velocity": RewardKind(
+        "rewarded_soups.rewards.locomotion", "episode", "the forward-velocity term summed over an episode"
+    ),
+    "action_cost": RewardKind(
+        "rewarded_soups.rewards.locomotion", "episode", "Σ a² over an episode (lower is better)", higher_is_better=False
+    ),
+    "episode_length": RewardKind("rewarded_soups.rewards.locomotion", "episode", "steps before falling"),
 }
 
 

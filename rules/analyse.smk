@@ -61,3 +61,22 @@ rule samples_table:
         conda_env
     script:
         "../scripts/samples_table.py"
+
+
+rule qualitative:
+    input:
+        lambda w: list(qualitative_dirs(w).values()),
+    output:
+        directory("results/{task}/figures/qualitative"),
+    params:
+        kind=task_kind,
+        labels=lambda w: list(qualitative_dirs(w)),
+        settings=settings("generate"),
+    log:
+        "logs/{task}/qualitative.log",
+    benchmark:
+        "benchmarks/{task}/qualitative.tsv"
+    conda:
+        conda_env
+    script:
+        "../scripts/qualitative.py"

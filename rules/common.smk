@@ -8,6 +8,7 @@ from snakemake.exceptions import WorkflowError
 from rewarded_soups import plan
 from rewarded_soups.config import ConfigError, validate_config
 from rewarded_soups.grid import parse_mix
+from rewarded_soups.registry import load_task
 
 try:
     validate_config(config)
@@ -103,6 +104,16 @@ def sample_dirs(wildcards):
     return {m.name: f"results/{wildcards.task}/samples/{m.name}" for m in plan.models(TASKS[wildcards.task])}
 
 
+def qualitative_dirs(wildcards):
+    task = TASKS[wildcards.task]
+    return {m.name: f"results/{wildcards.task}/samples/{m.name}" for m in plan.qualitative_models(task)}
+
+
+def has_qualitative(task):
+    """Whether the task kind draws qualitative figures (a cheap import: task modules load lazily)."""
+    return hasattr(load_task(task["kind"]), "qualitative")
+
+
 def figure(name):
     def get(wildcards):
         fmt = TASKS[wildcards.task]["plots"]["format"]
@@ -122,4 +133,6 @@ def all_targets():
             f"results/{name}/figures/lambda_curves.{fmt}",
             f"results/{name}/figures/samples.md",
         ]
+        if has_qualitative(task):
+            targets.append(f"results/{name}/figures/qualitative")
     return targets

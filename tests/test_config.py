@@ -84,3 +84,21 @@ def test_three_rewards_plan(default_config):
     task = validate_config(config)["tasks"]["text"]
     assert len(soup_mixes(task)) == 3 + 1  # three edge midpoints and the uniform soup
     assert morl_mixes(task)[0] == pytest.approx({"sentiment": 1 / 3, "concise": 1 / 3, "short": 1 / 3})
+
+
+def test_default_sections_are_not_shared_between_tasks():
+    config = {
+        "tasks": {
+            "a": {"kind": "text", "rewards": {"s": {"kind": "vader"}, "c": {"kind": "conciseness"}}},
+            "b": {
+                "kind": "locomotion",
+                "rewards": {
+                    "risky": {"kind": "locomotion", "ctrl_cost": 0.0},
+                    "safe": {"kind": "locomotion", "ctrl_cost": 1.0},
+                },
+            },
+        }
+    }
+    validate_config(config)
+    assert config["tasks"]["a"]["analysis"]["axes"] == ["s", "c"]
+    assert config["tasks"]["b"]["analysis"]["axes"] == ["risky", "safe"]

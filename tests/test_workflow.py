@@ -95,6 +95,30 @@ def test_every_artifact_is_written(run):
     assert (workdir / "benchmarks" / "text" / "pretrain.tsv").exists()
 
 
+def test_locomotion_artifacts(run):
+    workdir, _ = run
+    results = workdir / "results" / "locomotion"
+    scores = pd.read_csv(results / "scores.csv", keep_default_na=False)
+    assert set(scores["kind"]) == {"init", "expert", "soup", "morl"}
+    assert set(scores["reward"]) == {"risky", "cautious", "action_cost"}
+    assert len(scores) == 5 * 3 and (scores["n"] == 4).all()
+    wide = scores.pivot(index="model", columns="reward", values="mean")
+    # Both rewards share the forward and alive terms: risky − cautious is exactly Σa² (α 0 vs 1).
+    assert ((wide["risky"] - wide["cautious"]) - wide["action_cost"]).abs().max() < 1e-3  # scores.csv rounds
+    summary = json.loads((results / "summary.json").read_text())
+    assert summary["lmc"]["n_points"] == 1 and summary["hypervolume"]["rs"] >= 0
+    assert (results / "figures" / "front.png").stat().st_size > 10_000
+    viewers = sorted(p.name for p in (results / "figures" / "qualitative").iterdir())
+    assert viewers == sorted(
+        f"{m}.html" for m in ("init", "expert-risky", "expert-cautious", "soup-risky@0.5+cautious@0.5")
+    )
+    assert "brax" in (results / "figures" / "qualitative" / "init.html").read_text()
+    assert "| episode | steps |" in (results / "figures" / "samples.md").read_text()
+    for directory in ("pretrain/model", "experts/risky", "soups/risky@0.5+cautious@0.5"):
+        assert (results / directory / "policy.safetensors").exists()
+    assert not list(results.rglob("*.pkl")) and not list(results.rglob("*.pickle"))
+
+
 def test_noop_rerun_plans_nothing(run):
     workdir, config = run
     assert planned_jobs(workdir, config) == []
@@ -131,13 +155,28 @@ def test_changing_one_reward_reruns_only_its_branch(run):
     print(f"staleness: {len(jobs)} jobs planned after changing concise.max_chars: {sorted(set(rules))}")
 
 
+def test_changing_the_cautious_penalty_reruns_only_its_locomotion_branch(run):
+    workdir, config = run
+    changed = workdir / "changed_locomotion.yaml"
+    data = yaml.safe_load(config.read_text())
+    data["tasks"]["locomotion"]["rewards"]["cautious"]["ctrl_cost"] = 2.0
+    changed.write_text(yaml.safe_dump(data, sort_keys=False))
+    jobs = planned_jobs(workdir, changed)
+    assert all("task=locomotion" in w for r, w in jobs if w)
+    assert [w for r, w in jobs if r == "expert"] == ["task=locomotion, reward=cautious"]
+    assert "pretrain" not in [r for r, _ in jobs]
+    generated = sorted(w.split("model=")[1] for r, w in jobs if r == "generate")
+    assert generated == sorted(["expert-cautious", "soup-risky@0.5+cautious@0.5", "morl-risky@0.5+cautious@0.5"])
+
+
 def test_same_config_and_seed_give_the_same_scores(run, tmp_path):
     workdir, config = run
     shutil.copy(config, tmp_path / "config.yaml")
-    result = snakemake(tmp_path, tmp_path / "config.yaml", "results/text/scores.csv")
+    targets = [f"results/{task}/scores.csv" for task in ("text", "locomotion")]
+    result = snakemake(tmp_path, tmp_path / "config.yaml", *targets)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    first = (workdir / "results" / "text" / "scores.csv").read_text()
-    assert (tmp_path / "results" / "text" / "scores.csv").read_text() == first
+    for target in targets:
+        assert (tmp_path / target).read_text() == (workdir / target).read_text(), target
 
 
 def test_bad_config_fails_before_any_job_and_names_the_key(run, tmp_path):

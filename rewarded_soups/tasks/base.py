@@ -2,6 +2,11 @@
 
 All paths are directories or files that the calling rule owns; every function
 is deterministic given its ``seed``.
+
+Optional: a task module may also define ``qualitative(samples, out_dir,
+settings)`` (label -> samples directory, for θ0 and the λ values of
+``plots.qualitative``; ``settings`` holds the data and evaluate sections);
+the workflow then adds the ``qualitative`` rule for it.
 """
 
 from __future__ import annotations

@@ -1,0 +1,130 @@
+"""Locomotion (paper Section 3.6, Appendix I): a brax humanoid, risky and cautious rewards.
+
+θ0 is brax PPO on brax's default dense reward; experts are PPO from θ0's
+policy with its observation normaliser frozen, each on R_α (one α per
+reward); soups interpolate the policy parameter trees. Samples are episode
+records (``episodes.json``) and the body trajectory of the first episode
+(``trajectory.safetensors``) for brax's HTML viewer. jax and brax are imported
+inside the functions, after :func:`env.configure_jax` has set threads and the
+compilation cache, so that looking this task up stays cheap.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+from rewarded_soups.tasks.locomotion.env import configure_jax, mixed_ctrl_cost
+
+log = logging.getLogger(__name__)
+
+EPISODES_FILE = "episodes.json"
+TRAJECTORY_FILE = "trajectory.safetensors"
+
+
+def pretrain(out_dir: Path, settings: dict[str, Any], *, seed: int, threads: int) -> dict[str, Any]:
+    configure_jax(threads)
+    from rewarded_soups.tasks.locomotion import policy as io
+    from rewarded_soups.tasks.locomotion.ppo import pretrain as train
+
+    policy, metrics = train(settings["data"], settings["pretrain"], seed=seed)
+    io.save(policy, Path(out_dir))
+    return metrics
+
+
+def finetune(
+    base_dir: Path,
+    out_dir: Path,
+    rewards: dict[str, dict[str, Any]],
+    weights: dict[str, float],
+    settings: dict[str, Any],
+    *,
+    seed: int,
+    threads: int,
+) -> dict[str, Any]:
+    alpha = mixed_ctrl_cost(rewards, weights)
+    configure_jax(threads)
+    from rewarded_soups.tasks.locomotion import policy as io
+    from rewarded_soups.tasks.locomotion.ppo import finetune as train
+
+    log.info("fine-tuning on R_α with α = %g (weights %s)", alpha, weights)
+    policy, metrics = train(io.load(Path(base_dir)), settings["data"], settings["finetune"], alpha, seed=seed)
+    io.save(policy, Path(out_dir))
+    (Path(out_dir) / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    return metrics
+
+
+def merge(
+    base_dir: Path, expert_dirs: list[Path], weights: list[float], out_dir: Path, settings: dict[str, Any]
+) -> None:
+    configure_jax(1)
+    from rewarded_soups.tasks.locomotion import policy as io
+
+    io.save(io.interpolate([io.load(Path(d)) for d in expert_dirs], weights), Path(out_dir))
+
+
+def generate(
+    base_dir: Path, model_dir: Path | None, out_dir: Path, settings: dict[str, Any], *, seed: int, threads: int
+) -> None:
+    """Deterministic rollouts from the same initial states for every model."""
+    configure_jax(threads)
+    from safetensors.numpy import save_file
+
+    from rewarded_soups.tasks.locomotion import policy as io
+    from rewarded_soups.tasks.locomotion.rollout import rollout
+
+    policy = io.load(Path(model_dir) if model_dir is not None else Path(base_dir))
+    episodes, trajectory = rollout(policy, settings["data"], settings["evaluate"]["episodes"], seed=seed)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / EPISODES_FILE).write_text(json.dumps(episodes, indent=1))
+    save_file(trajectory, str(out_dir / TRAJECTORY_FILE))
+    log.info("%d episodes, mean length %.1f", len(episodes), sum(e["steps"] for e in episodes) / len(episodes))
+
+
+def read_episodes(samples_dir: Path) -> list[dict[str, float]]:
+    return json.loads((Path(samples_dir) / EPISODES_FILE).read_text())
+
+
+def score(samples_dir: Path, reward: dict[str, Any], *, base_dir: Path, threads: int) -> list[float]:
+    from rewarded_soups.registry import build_reward
+
+    return build_reward(reward)(read_episodes(Path(samples_dir)))
+
+
+def samples_table(samples: dict[str, Path], n: int) -> str:
+    """Markdown: per model, the first ``n`` evaluation episodes' terms."""
+    lines = [
+        "Per evaluation episode: steps before falling, distance walked (m), Σ forward term, Σ alive bonus, Σ a².",
+        "",
+    ]
+    for label, path in samples.items():
+        lines += [
+            f"### {label}",
+            "",
+            "| episode | steps | distance | forward | alive | Σa² |",
+            "| --- | --- | --- | --- | --- | --- |",
+        ]
+        for i, e in enumerate(read_episodes(Path(path))[:n]):
+            lines.append(
+                f"| {i} | {e['steps']:.0f} | {e['distance']:.2f} | {e['forward']:.1f} | {e['alive']:.1f} "
+                f"| {e['action_sq']:.1f} |"
+            )
+        lines.append("")
+    return "\n".join(lines)
+
+
+def qualitative(samples: dict[str, Path], out_dir: Path, settings: dict[str, Any]) -> None:
+    """One brax HTML viewer per model (its first evaluation episode), to watch the gaits."""
+    configure_jax(1)
+    from safetensors.numpy import load_file
+
+    from rewarded_soups.tasks.locomotion.rollout import render_html
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for label, path in samples.items():
+        trajectory = load_file(str(Path(path) / TRAJECTORY_FILE))
+        (out_dir / f"{label}.html").write_text(render_html(settings["data"], trajectory))

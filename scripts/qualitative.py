@@ -1,0 +1,14 @@
+"""A task's qualitative figures for a few λ (rule qualitative), e.g. locomotion viewers."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # the package, also outside an install
+
+from rewarded_soups.registry import load_task
+from rewarded_soups.workflow import logged
+
+with logged(snakemake):
+    task = load_task(snakemake.params.kind)
+    samples = dict(zip(snakemake.params.labels, (Path(p) for p in snakemake.input)))
+    task.qualitative(samples, Path(snakemake.output[0]), snakemake.params.settings)
