@@ -23,8 +23,11 @@ run: $(STAMP)
 	$(BIN)/snakemake
 
 # pytest exits 5 when it collects no test; that is a failure of the suite here too.
+# The SLURM test needs a cluster: tools/local-slurm.sh starts a local one when run
+# as root on Debian (CI), and the test is skipped otherwise.
 test: $(STAMP)
 	$(BIN)/ruff check .
+	tools/local-slurm.sh ensure
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)

@@ -9,6 +9,9 @@ min_version("9.0")
 configfile: "config.yaml"
 
 
+report: "report/workflow.rst"
+
+
 include: "rules/common.smk"
 include: "rules/pretrain.smk"
 include: "rules/finetune.smk"
@@ -21,3 +24,11 @@ rule all:
     input:
         all_targets(),
     default_target: True
+
+
+# Rebuild every summary and figure from the cached scores and samples, never
+# training or evaluating: `snakemake regenerate` (after deleting
+# results/*/figures, or after changing plot settings).
+rule regenerate:
+    input:
+        analysis_targets(),

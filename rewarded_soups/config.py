@@ -12,7 +12,7 @@ import importlib.util
 from pathlib import Path
 from typing import Any
 
-from rewarded_soups.registry import METRIC_KINDS, REWARD_KINDS, TASK_MODALITY, TASKS, reward_options
+from rewarded_soups.registry import METRIC_KINDS, REWARD_KINDS, TASK_MODALITY, TASKS, load_task, reward_options
 
 GENERIC_SCHEMA = Path(__file__).resolve().parent.parent / "config" / "schema.yaml"
 
@@ -101,11 +101,18 @@ def validate_config(config: dict[str, Any], schema: Path = GENERIC_SCHEMA) -> di
         ref = task["analysis"]["reference"]
         if ref is not None and len(ref) != len(rewards):
             raise ConfigError(f"{where}.analysis.reference: {len(ref)} values for {len(rewards)} rewards {rewards}")
+        module = load_task(kind)
         steps = task["merge"]["grid_points"] - 1
         off_grid = [lam for lam in task["plots"]["qualitative"] if abs(lam * steps - round(lam * steps)) > 1e-9]
-        if off_grid:
+        if hasattr(module, "qualitative") and len(rewards) == 2 and off_grid:
             raise ConfigError(
                 f"{where}.plots.qualitative: {off_grid} are not on the λ grid of {steps + 1} points "
                 f"(multiples of 1/{steps}); pick grid values or change merge.grid_points"
             )
+        check = getattr(module, "check_settings", None)
+        if check is not None:
+            try:
+                check(task)
+            except ValueError as err:
+                raise ConfigError(f"{where}.{err}") from None
     return config

@@ -11,6 +11,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from rewarded_soups import gpus
+
 
 @contextlib.contextmanager
 def _file_descriptors_to(fh: Any) -> Iterator[None]:
@@ -52,12 +54,15 @@ def logged(smk: Any) -> Iterator[logging.Logger]:
         root.setLevel(logging.INFO)
         logger = logging.getLogger("rewarded_soups")
         logger.info("rule %s, wildcards %s, threads %s", smk.rule, dict(smk.wildcards), smk.threads)
+        # Before the task imports torch or jax, which read CUDA_VISIBLE_DEVICES once.
+        gpus.assign(int(getattr(getattr(smk, "resources", None), "gpu", 0) or 0))
         try:
             yield logger
         except Exception:
             logger.exception("job failed")
             raise
         finally:
+            gpus.release()
             root.removeHandler(handler)
 
 

@@ -8,7 +8,12 @@ rule summary:
         pretrain="results/{task}/pretrain/metrics.json",
         runs=training_dirs,
     output:
-        "results/{task}/summary.json",
+        report(
+            "results/{task}/summary.json",
+            caption="../report/summary.rst",
+            category="{task}",
+            subcategory="summary",
+        ),
     params:
         rewards=lambda w: plan.rewards(TASKS[w.task]),
         metrics=lambda w: list(TASKS[w.task]["metrics"]),
@@ -27,8 +32,18 @@ rule figures:
     input:
         scores="results/{task}/scores.csv",
     output:
-        front="results/{task}/figures/front.{fmt}",
-        curves="results/{task}/figures/lambda_curves.{fmt}",
+        front=report(
+            "results/{task}/figures/front.{fmt}",
+            caption="../report/front.rst",
+            category="{task}",
+            subcategory="Pareto front",
+        ),
+        curves=report(
+            "results/{task}/figures/lambda_curves.{fmt}",
+            caption="../report/lambda_curves.rst",
+            category="{task}",
+            subcategory="rewards against λ",
+        ),
     params:
         rewards=lambda w: plan.rewards(TASKS[w.task]),
         metrics=lambda w: {name: m["kind"] for name, m in sorted(TASKS[w.task]["metrics"].items())},
@@ -48,7 +63,12 @@ rule samples_table:
     input:
         lambda w: list(sample_dirs(w).values()),
     output:
-        "results/{task}/figures/samples.md",
+        report(
+            "results/{task}/figures/samples.md",
+            caption="../report/samples.rst",
+            category="{task}",
+            subcategory="samples",
+        ),
     params:
         kind=task_kind,
         labels=lambda w: list(sample_dirs(w)),
@@ -67,7 +87,13 @@ rule qualitative:
     input:
         lambda w: list(qualitative_dirs(w).values()),
     output:
-        directory("results/{task}/figures/qualitative"),
+        report(
+            directory("results/{task}/figures/qualitative"),
+            patterns=["{model}.html"],
+            caption="../report/qualitative.rst",
+            category="{task}",
+            subcategory="trajectory viewers",
+        ),
     params:
         kind=task_kind,
         labels=lambda w: list(qualitative_dirs(w)),

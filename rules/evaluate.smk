@@ -16,6 +16,8 @@ rule generate:
     resources:
         gpu=resource("evaluate", "gpu"),
         mem_mb=resource("evaluate", "mem_mb"),
+        runtime=resource("evaluate", "runtime"),
+        gpu_model=resource("evaluate", "gpu_model"),
     log:
         "logs/{task}/generate/{model}.log",
     benchmark:

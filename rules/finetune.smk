@@ -17,6 +17,8 @@ rule expert:
     resources:
         gpu=resource("finetune", "gpu"),
         mem_mb=resource("finetune", "mem_mb"),
+        runtime=resource("finetune", "runtime"),
+        gpu_model=resource("finetune", "gpu_model"),
     log:
         "logs/{task}/experts/{reward}.log",
     benchmark:
@@ -44,6 +46,8 @@ rule morl:
     resources:
         gpu=resource("finetune", "gpu"),
         mem_mb=resource("finetune", "mem_mb"),
+        runtime=resource("finetune", "runtime"),
+        gpu_model=resource("finetune", "gpu_model"),
     log:
         "logs/{task}/morl/{mix}.log",
     benchmark:

@@ -10,6 +10,8 @@ rule pretrain:
     resources:
         gpu=resource("pretrain", "gpu"),
         mem_mb=resource("pretrain", "mem_mb"),
+        runtime=resource("pretrain", "runtime"),
+        gpu_model=resource("pretrain", "gpu_model"),
     log:
         "logs/{task}/pretrain.log",
     benchmark:

@@ -218,3 +218,58 @@ def test_ppo_runs_on_a_jax_without_device_put_replicated(jax_without_replicated,
     assert len(episodes) == 2 and all(0 < e["steps"] <= DATA["episode_length"] for e in episodes)
     cautious = locomotion.score(tmp_path / "samples", CAUTIOUS, base_dir=tmp_path / "base", threads=1)
     assert cautious == pytest.approx([e["forward"] + e["alive"] - e["action_sq"] for e in episodes])
+
+
+def test_rounded_weights_are_renormalised():
+    third = {"kind": "locomotion", "ctrl_cost": 0.3}
+    rewards = {"a": RISKY, "b": CAUTIOUS, "c": third}
+    assert mixed_ctrl_cost(rewards, {"a": 0.3333, "b": 0.3333, "c": 0.3333}) == pytest.approx(1.3 / 3)
+    policies = [_policy(i) for i in range(3)]
+    soup = io.interpolate(policies, [0.3333] * 3)
+    name = "params/hidden_1/bias"
+    expected = sum(_leaves(p)[name].astype(np.float64) for p in policies) / 3
+    np.testing.assert_allclose(_leaves(soup)[name], expected, rtol=1e-6)
+
+
+def test_training_network_reads_the_frozen_normaliser(jax):
+    """PPO's own policy at fine-tuning start acts exactly like the evaluation policy of θ0."""
+    from brax.training.acme import running_statistics, specs
+    from brax.training.agents.ppo import train as ppo
+
+    from rewarded_soups.tasks.locomotion.ppo import network_factory
+    from rewarded_soups.tasks.locomotion.rollout import inference_fn
+
+    env = make_env(DATA, 1.0)
+    rng = np.random.default_rng(0)
+    spec = io.PolicySpec("humanoid", int(env.observation_size), int(env.action_size), (8,))
+    base = io.Policy(
+        spec,
+        {},
+        rng.normal(size=spec.observation_size).astype(np.float32),
+        rng.uniform(0.5, 2.0, size=spec.observation_size).astype(np.float32),
+    )
+    init = ppo.train(
+        environment=env, num_timesteps=0, episode_length=10, network_factory=network_factory(spec, [8]), seed=1
+    )
+    base.params = jax.tree.map(np.asarray, init[1][1])
+    placeholder = running_statistics.init_state(specs.Array((spec.observation_size,), np.dtype("float32")))
+    make_policy, params, _ = ppo.train(
+        environment=env,
+        num_timesteps=0,
+        episode_length=10,
+        normalize_observations=False,
+        network_factory=network_factory(spec, [8], frozen=base),
+        restore_params=(placeholder, base.params, None),
+        restore_value_fn=False,
+        seed=2,
+    )
+    obs = rng.normal(size=(5, spec.observation_size)).astype(np.float32)
+    trained = make_policy(params, deterministic=True)(obs, jax.random.PRNGKey(0))[0]
+    act, eval_params = inference_fn(base)
+    np.testing.assert_allclose(np.asarray(trained), np.asarray(act(eval_params, obs)), rtol=1e-5, atol=1e-6)
+    # and the statistics matter: θ0's policy on unnormalised observations acts differently
+    plain = ppo.train(
+        environment=env, num_timesteps=0, episode_length=10, network_factory=network_factory(spec, [8]), seed=1
+    )
+    other = plain[0]((placeholder, base.params, None), deterministic=True)(obs, jax.random.PRNGKey(0))[0]
+    assert not np.allclose(np.asarray(other), np.asarray(trained))

@@ -190,3 +190,34 @@ def test_bad_config_fails_before_any_job_and_names_the_key(run, tmp_path):
     assert result.returncode != 0
     assert "lerning_rate" in result.stdout + result.stderr
     assert sorted(p.relative_to(workdir) for p in (workdir / "results").rglob("*")) == before
+
+
+ANALYSIS_RULES = {"summary", "figures", "samples_table", "qualitative", "regenerate"}
+
+
+def test_plot_settings_change_no_training_or_evaluation(run, tmp_path):
+    workdir, config = run
+    data = yaml.safe_load(config.read_text())
+    for task in data["tasks"].values():
+        task["plots"] = {"format": "svg", "dpi": 80, "qualitative": [0.0, 1.0]}
+        task["analysis"] = {"reference": [-100.0, -100.0, -100.0][: len(task["rewards"])]}
+    data["tasks"]["text"]["analysis"]["axes"] = ["concise", "sentiment"]
+    changed = tmp_path / "plots.yaml"
+    changed.write_text(yaml.safe_dump(data, sort_keys=False))
+    rules = {rule for rule, _ in planned_jobs(workdir, changed)}
+    assert rules and rules <= ANALYSIS_RULES, rules
+
+
+def test_regenerate_rebuilds_figures_from_cached_scores_only(run):
+    """Last in this module: it deletes the figures (and rebuilds them)."""
+    workdir, config = run
+    for figures in (workdir / "results").glob("*/figures"):
+        shutil.rmtree(figures)
+    result = snakemake(workdir, config, "regenerate", "--dry-run")
+    assert result.returncode == 0, result.stdout + result.stderr
+    jobs = re.findall(r"^(?:local)?rule (\w+):", result.stdout + result.stderr, flags=re.M)
+    assert set(jobs) == {"figures", "samples_table", "qualitative", "regenerate"}, jobs
+    result = snakemake(workdir, config, "regenerate")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert (workdir / "results" / "locomotion" / "figures" / "front.png").exists()
+    assert planned_jobs(workdir, config) == []

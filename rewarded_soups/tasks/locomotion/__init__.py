@@ -24,6 +24,17 @@ EPISODES_FILE = "episodes.json"
 TRAJECTORY_FILE = "trajectory.safetensors"
 
 
+def check_settings(task: dict[str, Any]) -> None:
+    """What brax's PPO asserts mid-job, checked before any job (ValueError names the key)."""
+    for stage in ("pretrain", "finetune"):
+        ppo = task[stage]
+        if (ppo["batch_size"] * ppo["num_minibatches"]) % ppo["num_envs"]:
+            raise ValueError(
+                f"{stage}: batch_size × num_minibatches ({ppo['batch_size']} × {ppo['num_minibatches']}) must be "
+                f"a multiple of num_envs ({ppo['num_envs']}), as brax's PPO requires"
+            )
+
+
 def pretrain(out_dir: Path, settings: dict[str, Any], *, seed: int, threads: int) -> dict[str, Any]:
     configure_jax(threads)
     from rewarded_soups.tasks.locomotion import policy as io

@@ -78,13 +78,17 @@ def make_env(data: dict[str, Any], ctrl_cost_weight: float) -> Any:
 
 
 def mixed_ctrl_cost(rewards: dict[str, dict[str, Any]], weights: dict[str, float]) -> float:
-    """α of Σ w_i R_{α_i}: the same environment with α = Σ w_i α_i, when Σ w_i = 1."""
+    """α of Σ w_i R_{α_i} with Σ w_i = 1: the same environment with α = Σ w_i α_i.
+
+    Weights come from model names rounded to 4 decimals (μ = 1/3 is 0.3333), so
+    they are renormalised; a sum far from 1 is a caller's mistake.
+    """
     total = sum(weights.values())
-    if abs(total - 1.0) > 1e-9:
+    if abs(total - 1.0) > 1e-3:
         raise ValueError(f"reward weights must sum to 1 for a locomotion mix, got {weights} (sum {total})")
     for name, reward in rewards.items():
         if reward["kind"] != "locomotion":
             raise ValueError(
                 f"reward {name!r} has kind {reward['kind']!r}; the locomotion task trains on kind locomotion"
             )
-    return sum(weights[name] * float(rewards[name]["ctrl_cost"]) for name in weights)
+    return sum(weights[name] * float(rewards[name]["ctrl_cost"]) for name in weights) / total

@@ -114,6 +114,12 @@ def interpolate(policies: list[Policy], weights: list[float]) -> Policy:
         if not (np.array_equal(p.obs_mean, first.obs_mean) and np.array_equal(p.obs_std, first.obs_std)):
             raise ValueError("policies use different observation normalisers: were they fine-tuned from the same θ0?")
 
+    total = sum(weights)
+    if abs(total - 1.0) > 1e-3:
+        raise ValueError(f"soup weights must sum to 1, got {weights}")
+    # Names round λ to 4 decimals (1/3 -> 0.3333): renormalise so the soup is a convex combination.
+    weights = [w / total for w in weights]
+
     def combine(*leaves: np.ndarray) -> np.ndarray:
         total = sum(w * np.asarray(leaf, dtype=np.float64) for w, leaf in zip(weights, leaves))
         return np.asarray(total, dtype=np.asarray(leaves[0]).dtype)

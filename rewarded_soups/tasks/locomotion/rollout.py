@@ -70,7 +70,8 @@ def rollout(
             terms = jnp.stack([m[names.forward], m[names.alive], -m[names.control], jnp.ones_like(running)], -1)
             frame = (nxt.pipeline_state.x.pos[0], nxt.pipeline_state.x.rot[0], running[0])
             last_x = jnp.where(running > 0, nxt.pipeline_state.x.pos[:, 0, 0], last_x)
-            return (nxt, running * (1.0 - nxt.done), last_x), (terms * running[:, None], frame)
+            # where, not a product: a fallen body may drift into NaN, and NaN·0 is NaN.
+            return (nxt, running * (1.0 - nxt.done), last_x), (jnp.where(running[:, None] > 0, terms, 0.0), frame)
 
         running = jnp.ones(keys.shape[0])
         (_, _, last_x), (terms, frames) = jax.lax.scan(step, (state, running, x0), None, length=data["episode_length"])
@@ -104,4 +105,6 @@ def render_html(data: dict[str, Any], trajectory: dict[str, np.ndarray]) -> str:
     states = [SimpleNamespace(x=base.Transform(pos=p, rot=r)) for p, r in zip(trajectory["pos"], trajectory["rot"])]
     if not states:
         raise ValueError("empty trajectory: nothing to render")
-    return html.render(env.sys, states, height=480, colab=False)
+    # The viewer plays one frame per sys.opt.timestep; a stored frame is one env step (env.dt).
+    sys = env.sys.tree_replace({"opt.timestep": env.dt})
+    return html.render(sys, states, height=480, colab=False)

@@ -1,0 +1,97 @@
+"""The reduced workflow through a real SLURM (tools/local-slurm.sh), compared with a local run.
+
+Skipped when no cluster answers (`make test` starts one as root on Debian; by
+hand: `sudo tools/local-slurm.sh start`).
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+ACCOUNT, PARTITION = "rs-test", "debug"  # what tools/local-slurm.sh creates
+
+pytestmark = pytest.mark.slurm
+
+
+def cluster_is_up() -> bool:
+    if shutil.which("sinfo") is None:
+        return False
+    out = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True, check=False)
+    return out.returncode == 0 and any(s in out.stdout for s in ("idle", "mixed", "allocated"))
+
+
+@pytest.fixture(scope="module")
+def text_only_config(tmp_path_factory) -> Path:
+    data = yaml.safe_load((ROOT / "tests" / "data" / "tiny.yaml").read_text())
+    data["tasks"] = {"text": data["tasks"]["text"]}
+    path = tmp_path_factory.mktemp("config") / "config.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def run_snakemake(workdir: Path, config: Path, *args: str) -> subprocess.CompletedProcess:
+    shutil.copy(config, workdir / "config.yaml")
+    command = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"), *args]
+    command += ["--directory", str(workdir), "--configfile", str(workdir / "config.yaml")]
+    return subprocess.run(command, capture_output=True, text=True, cwd=workdir)
+
+
+def job_count(output: str) -> int:
+    """Jobs Snakemake ran, from its 'Job stats' table ('all' has no job of its own)."""
+    stats = output.split("Job stats:")[1]
+    counts = dict(re.findall(r"^(\w+)\s+(\d+)$", stats.split("\n\n")[0], flags=re.M))
+    return int(counts.pop("total")) - int(counts.get("all", 0))
+
+
+@pytest.mark.skipif(not cluster_is_up(), reason="no SLURM cluster answers (sudo tools/local-slurm.sh start)")
+def test_workflow_on_slurm_matches_a_local_run(tmp_path, text_only_config):
+    local, cluster = tmp_path / "local", tmp_path / "slurm"
+    local.mkdir()
+    cluster.mkdir()
+    started = datetime.now().strftime("%Y-%m-%dT%H:%M:%S")
+    t0 = time.time()
+    result = run_snakemake(
+        cluster,
+        text_only_config,
+        "--profile",
+        str(ROOT / "profiles" / "slurm"),
+        # The local cluster's account and partition instead of the profile's placeholders.
+        "--default-resources",
+        f"slurm_account={ACCOUNT}",
+        f"slurm_partition={PARTITION}",
+        "runtime=30",
+        "mem_mb=2000",
+        "--slurm-init-seconds-before-status-checks",
+        "5",
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-5000:]
+    submitted = job_count(output)
+    print(f"SLURM run: {time.time() - t0:.0f} s, {submitted} jobs")
+
+    accounting = subprocess.run(
+        ["sacct", "-X", "--parsable2", "--noheader", "--starttime", started, "--format=JobID,State,Comment,Account"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.splitlines()
+    ours = [line.split("|") for line in accounting if "|rule_" in line]
+    assert len(ours) == submitted, accounting
+    assert all(state == "COMPLETED" and account == ACCOUNT for _, state, _, account in ours), ours
+    rules = {comment.split("_wildcards_")[0].removeprefix("rule_") for _, _, comment, _ in ours}
+    assert {"pretrain", "expert", "morl", "soup", "generate", "score", "figures", "summary"} <= rules
+
+    result = run_snakemake(local, text_only_config, "--cores", "2", "results/text/scores.csv")
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    for path in ("results/text/scores.csv",):
+        assert (cluster / path).read_text() == (local / path).read_text()
