@@ -16,7 +16,7 @@ def test_default_config_is_valid_and_gets_defaults(default_config):
 
 def test_resources_default_from_the_schema(tiny_config):
     task = validate_config(tiny_config)["tasks"]["text"]
-    assert task["resources"]["finetune"] == {"threads": 1, "gpu": 0, "mem_mb": 4000}
+    assert task["resources"]["finetune"] == {"threads": 1, "gpu": 0, "mem_mb": 4000, "runtime": 120, "gpu_model": ""}
 
 
 def test_misspelled_key_is_named(default_config):

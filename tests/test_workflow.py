@@ -208,6 +208,19 @@ def test_plot_settings_change_no_training_or_evaluation(run, tmp_path):
     assert rules and rules <= ANALYSIS_RULES, rules
 
 
+def test_report_has_every_task_with_captions(run):
+    workdir, config = run
+    report = workdir / "report.html"
+    result = snakemake(workdir, config, "--report", str(report))
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    html = report.read_text()
+    # Captions are rendered per task (the Jinja template names the task).
+    for task in ("text", "locomotion"):
+        assert f'Pareto front</strong> of task <tt class=\\"docutils literal\\">{task}</tt>' in html, task
+    for text in ("Hypothesis 1 (linear", "trajectory viewers", "rewards against λ"):
+        assert text in html, text
+
+
 def test_regenerate_rebuilds_figures_from_cached_scores_only(run):
     """Last in this module: it deletes the figures (and rebuilds them)."""
     workdir, config = run
