@@ -149,7 +149,9 @@ case "${1:-}" in
       exit 0
     fi
     if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
-      exec "$0" start
+      # A cluster that cannot start must not stop the rest of the suite: say so loudly instead.
+      "$0" start || log "WARNING: could not start a local SLURM (see above): tests/test_slurm.py will be skipped"
+      exit 0
     fi
     log "no SLURM cluster and not root on Debian: tests/test_slurm.py will be skipped"
     ;;
