@@ -1,0 +1,1 @@
+"""Data sets the project generates itself (no download)."""
