@@ -114,14 +114,6 @@ def has_qualitative(task):
     return hasattr(load_task(task["kind"]), "qualitative")
 
 
-def figure(name):
-    def get(wildcards):
-        fmt = TASKS[wildcards.task]["plots"]["format"]
-        return f"results/{wildcards.task}/figures/{name}.{fmt}"
-
-    return get
-
-
 def analysis_targets():
     """Summaries and figures of every task: all computed from cached scores and samples."""
     targets = []
