@@ -53,7 +53,8 @@ def validate_config(config: dict[str, Any], schema: Path = GENERIC_SCHEMA) -> di
             raise ConfigError(f"{where}.kind: unknown task kind {kind!r}; registered: {sorted(TASKS)}")
         _schema_validate(task, task_schema(kind), where)
         modality = TASK_MODALITY[kind]
-        for section, registry in (("rewards", REWARD_KINDS), ("metrics", METRIC_KINDS)):
+        # A reward kind may also be a metric: evaluated on every model, never trained on.
+        for section, registry in (("rewards", REWARD_KINDS), ("metrics", {**METRIC_KINDS, **REWARD_KINDS})):
             for name, reward in task.get(section, {}).items():
                 entry = registry.get(reward["kind"])
                 if entry is None:

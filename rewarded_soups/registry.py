@@ -25,12 +25,14 @@ class RewardKind:
 TASKS: dict[str, str] = {
     "text": "rewarded_soups.tasks.text",
     "locomotion": "rewarded_soups.tasks.locomotion",
+    "diffusion": "rewarded_soups.tasks.image",
 }
 
 # Task kind -> the modality of what its models produce (rewards must match it).
 TASK_MODALITY: dict[str, str] = {
     "text": "text",
     "locomotion": "episode",
+    "diffusion": "image",
 }
 
 REWARD_KINDS: dict[str, RewardKind] = {
@@ -49,6 +51,15 @@ REWARD_KINDS: dict[str, RewardKind] = {
         "rewarded_soups.rewards.locomotion",
         "episode",
         "brax humanoid reward with control cost α = ctrl_cost: forward + alive − α·Σa² per episode",
+    ),
+    "colourfulness": RewardKind(
+        "rewarded_soups.rewards.image", "image", "Hasler–Süsstrunk colourfulness (chroma spread and mean)"
+    ),
+    "contrast": RewardKind("rewarded_soups.rewards.image", "image", "RMS contrast: standard deviation of luminance"),
+    "smoothness": RewardKind(
+        "rewarded_soups.rewards.image",
+        "image",
+        "1 − scale·mean neighbour luminance difference: flat images score high, against both aesthetic rewards",
     ),
 }
 

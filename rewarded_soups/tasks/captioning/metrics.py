@@ -1,0 +1,245 @@
+"""Per-caption captioning metrics from pycocoevalcap (the COCO caption evaluation code).
+
+Each metric scores every candidate against its own references and returns
+one value per candidate, so that it can serve as an RL reward as well as an
+evaluation. The scoring is pycocoevalcap's; this module only feeds it.
+
+Tokenisation: the shapes captions are lowercase words without punctuation,
+so candidates and references are only lowercased and whitespace-normalised.
+pycocoevalcap's PTBTokenizer would give the same tokens but starts a Java
+process on every call, which an RL loop cannot afford.
+
+CIDEr (pycocoevalcap's ``Cider`` is CIDEr-D: clipped counts and a Gaussian
+length penalty) weights n-grams by an IDF computed from the references of
+the images being scored, with ``log(number of images)`` as the maximum. On a
+training batch of 16 images that IDF is noise, so :class:`CiderD` can take a
+fixed corpus of reference sets (the training references) for its document
+frequencies, as self-critical training does (Rennie et al. 2017, "CIDEr-D
+with df from the training set"). Without one it is exactly pycocoevalcap's
+``Cider().compute_score``.
+
+METEOR runs pycocoevalcap's Meteor 1.5 jar through one Java subprocess,
+whose first answer takes seconds (JVM start, paraphrase table);
+:func:`score` starts and stops one per call, :class:`Meteor` keeps one open
+across calls (use it as a context manager).
+"""
+
+from __future__ import annotations
+
+import shutil
+import threading
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+from pycocoevalcap.bleu.bleu import Bleu as CocoBleu
+from pycocoevalcap.cider.cider import Cider
+from pycocoevalcap.cider.cider_scorer import CiderScorer
+from pycocoevalcap.meteor.meteor import Meteor as CocoMeteor
+from pycocoevalcap.rouge.rouge import Rouge as CocoRouge
+
+METRICS = ("bleu1", "bleu4", "rouge", "meteor", "cider")
+
+Scorer = Callable[[Sequence[str], Sequence[Sequence[str]]], list[float]]
+
+
+def normalise(text: str) -> str:
+    """Lowercase, single spaces, no newlines or METEOR field separators."""
+    return " ".join(text.replace("|||", " ").lower().split())
+
+
+def _inputs(candidates: Sequence[str], references: Sequence[Sequence[str]]) -> tuple[dict, dict]:
+    """pycocoevalcap's ``gts`` and ``res`` dicts, keyed by candidate index."""
+    if len(candidates) != len(references):
+        raise ValueError(f"{len(candidates)} candidates but {len(references)} reference sets")
+    for i, refs in enumerate(references):
+        if isinstance(refs, str) or len(refs) == 0:
+            raise ValueError(f"reference set {i} must be a non-empty list of strings, got {refs!r}")
+    gts = {i: [normalise(r) for r in refs] for i, refs in enumerate(references)}
+    res = {i: [normalise(c)] for i, c in enumerate(candidates)}
+    return gts, res
+
+
+class Bleu:
+    """Sentence-level BLEU-n, from the same pass that gives pycocoevalcap's corpus BLEU.
+
+    Brevity penalty against the closest reference length. With no matching
+    n-gram of some order, pycocoevalcap's 1e-15 smoothing gives a tiny
+    positive value (about 1e-4 for BLEU-4) rather than exactly 0.
+    """
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def __call__(self, candidates: Sequence[str], references: Sequence[Sequence[str]]) -> list[float]:
+        if not candidates:
+            return []
+        gts, res = _inputs(candidates, references)
+        _, per_sentence = CocoBleu(self.n).compute_score(gts, res, verbose=0)
+        return [float(s) for s in per_sentence[self.n - 1]]
+
+
+class Rouge:
+    """ROUGE-L: LCS F-measure (β = 1.2) with the best precision and recall over references."""
+
+    def __call__(self, candidates: Sequence[str], references: Sequence[Sequence[str]]) -> list[float]:
+        if not candidates:
+            return []
+        gts, res = _inputs(candidates, references)
+        _, per_sentence = CocoRouge().compute_score(gts, res)
+        return [float(s) for s in per_sentence]
+
+
+class _FixedCorpusCiderScorer(CiderScorer):
+    """A CiderScorer whose IDF statistics are given, not taken from the scored set.
+
+    ``compute_cider`` assigns ``self.ref_len = log(len(self.crefs))`` before
+    scoring; the property keeps the given value through that assignment.
+    """
+
+    def __init__(self, document_frequency: dict, ref_len: float, n: int, sigma: float) -> None:
+        self._fixed_ref_len = ref_len
+        super().__init__(n=n, sigma=sigma)
+        self.document_frequency = defaultdict(float, document_frequency)
+
+    @property
+    def ref_len(self) -> float:
+        return self._fixed_ref_len
+
+    @ref_len.setter
+    def ref_len(self, value: Any) -> None:
+        pass  # CiderScorer's own assignments (None, then the log of the batch size) are ignored
+
+
+class CiderD:
+    """CIDEr-D, with document frequencies from the scored references or from a fixed corpus.
+
+    ``df_references``: reference sets (one per image) whose n-gram document
+    frequencies and image count define the IDF for every later call. The
+    arithmetic stays pycocoevalcap's ``CiderScorer.compute_cider``; only its
+    two corpus statistics are set beforehand instead of from the call's own
+    references.
+    """
+
+    def __init__(self, df_references: Sequence[Sequence[str]] | None = None, n: int = 4, sigma: float = 6.0) -> None:
+        self.n, self.sigma = n, sigma
+        self.document_frequency: dict[tuple[str, ...], float] | None = None
+        self.ref_len = 0.0
+        if df_references is not None:
+            corpus = CiderScorer(n=n, sigma=sigma)
+            for refs in df_references:
+                corpus.cook_append(None, [normalise(r) for r in refs])
+            if corpus.size() == 0:
+                raise ValueError("df_references is empty")
+            corpus.compute_doc_freq()
+            self.document_frequency = dict(corpus.document_frequency)
+            self.ref_len = float(np.log(float(corpus.size())))
+
+    def __call__(self, candidates: Sequence[str], references: Sequence[Sequence[str]]) -> list[float]:
+        if not candidates:
+            return []
+        gts, res = _inputs(candidates, references)
+        if self.document_frequency is None:
+            _, per_sentence = Cider(n=self.n, sigma=self.sigma).compute_score(gts, res)
+            return [float(s) for s in per_sentence]
+        scorer = _FixedCorpusCiderScorer(self.document_frequency, self.ref_len, n=self.n, sigma=self.sigma)
+        for i in gts:
+            scorer.cook_append(res[i][0], gts[i])
+        return [float(s) for s in scorer.compute_cider()]
+
+
+def java_or_raise() -> str:
+    java = shutil.which("java")
+    if java is None:
+        raise RuntimeError(
+            "METEOR needs Java: no `java` on PATH. Install a JRE (e.g. `apt-get install default-jre-headless`, "
+            "or `conda install openjdk`) or drop meteor from the metrics."
+        )
+    return java
+
+
+class Meteor:
+    """METEOR 1.5 through one long-lived Java process (pycocoevalcap's wrapper).
+
+    Starting Java and loading the paraphrase table takes seconds, so the
+    process is kept between calls; :meth:`close` (or leaving a ``with``
+    block) stops it.
+    """
+
+    def __init__(self) -> None:
+        java_or_raise()
+        self._meteor: Any = CocoMeteor()
+        self._lock = threading.Lock()
+
+    def __call__(self, candidates: Sequence[str], references: Sequence[Sequence[str]]) -> list[float]:
+        if not candidates:
+            return []
+        if self._meteor is None:
+            raise RuntimeError("this Meteor scorer is closed")
+        gts, res = _inputs(candidates, references)
+        with self._lock:
+            process = self._meteor.meteor_p
+            if process.poll() is not None:
+                raise RuntimeError(f"the METEOR Java process exited with code {process.returncode}")
+            try:
+                _, scores = self._meteor.compute_score(gts, res)
+            except ValueError:  # an empty line where a score should be: the jar died
+                process.kill()
+                process.wait()
+                error = process.stderr.read().decode(errors="replace")[-2000:]
+                raise RuntimeError(f"the METEOR Java process failed:\n{error}") from None
+        return [float(s) for s in scores]
+
+    def close(self) -> None:
+        meteor, self._meteor = getattr(self, "_meteor", None), None
+        if meteor is not None:
+            # pycocoevalcap's __del__ closes stdin and kills the process: call it now, not at GC
+            # (running it again at GC is harmless). Its other pipes stay open otherwise.
+            meteor.__del__()
+            meteor.meteor_p.stdout.close()
+            meteor.meteor_p.stderr.close()
+
+    def __enter__(self) -> Meteor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        self.close()
+
+
+def scorer(metric: str, *, df_references: Sequence[Sequence[str]] | None = None) -> Scorer:
+    """A reusable ``f(candidates, references) -> list[float]`` for ``metric``.
+
+    ``df_references`` fixes CIDEr's IDF corpus (ignored by the other metrics).
+    A METEOR scorer holds a Java process: close it when done.
+    """
+    if metric == "bleu1":
+        return Bleu(1)
+    if metric == "bleu4":
+        return Bleu(4)
+    if metric == "rouge":
+        return Rouge()
+    if metric == "cider":
+        return CiderD(df_references)
+    if metric == "meteor":
+        return Meteor()
+    raise ValueError(f"unknown captioning metric {metric!r}; known: {', '.join(METRICS)}")
+
+
+def score(
+    metric: str,
+    candidates: Sequence[str],
+    references: Sequence[Sequence[str]],
+    *,
+    df_references: Sequence[Sequence[str]] | None = None,
+) -> list[float]:
+    """One value per candidate (higher is better); METEOR's Java process lives for this call only."""
+    fn = scorer(metric, df_references=df_references)
+    try:
+        return fn(candidates, references)
+    finally:
+        if isinstance(fn, Meteor):
+            fn.close()

@@ -1,0 +1,226 @@
+"""A small image captioner: a convolutional encoder and a GPT-2 decoder with cross-attention.
+
+The decoder is transformers' own ``GPT2LMHeadModel`` (``add_cross_attention``),
+fed the encoder's visual tokens as ``encoder_hidden_states``, so that decoding
+with a key/value cache and the parameter names are transformers' and stay
+stable. Word embeddings and the output layer are untied: the state dict then
+holds no aliased tensors, which safetensors refuses and which would make
+interpolation by name ambiguous. Dropout defaults to 0, so that train and eval
+mode give the same log-probabilities (the SCST sample and its gradient).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+from torch.nn import functional as F
+from transformers import GPT2Config, GPT2LMHeadModel
+
+from rewarded_soups.tasks.captioning.data import BOS_ID, EOS_ID, PAD_ID
+
+WEIGHTS_FILE = "model.safetensors"
+CONFIG_FILE = "config.json"
+
+DEFAULTS: dict[str, Any] = {
+    "image_size": 32,
+    "channels": 32,  # width of the first convolution
+    "d_model": 64,
+    "layers": 2,
+    "heads": 4,
+    "max_len": 32,  # longest caption in tokens, <eos> included
+    "dropout": 0.0,
+}
+
+
+def make_config(vocab_size: int, **overrides: Any) -> dict[str, Any]:
+    unknown = set(overrides) - set(DEFAULTS)
+    if unknown:
+        raise ValueError(f"unknown captioner settings {sorted(unknown)}; known: {sorted(DEFAULTS)}")
+    config = {**DEFAULTS, **overrides, "vocab_size": int(vocab_size)}
+    if config["d_model"] % config["heads"]:
+        raise ValueError(f"d_model={config['d_model']} is not a multiple of heads={config['heads']}")
+    if config["image_size"] % 4:
+        raise ValueError(f"image_size={config['image_size']} is not a multiple of 4 (the encoder's stride)")
+    return config
+
+
+def images_to_tensor(images: np.ndarray) -> torch.Tensor:
+    """uint8 ``n × H × W × 3`` arrays to float ``n × 3 × H × W`` in [-1, 1]."""
+    x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float()
+    return x / 127.5 - 1.0
+
+
+class VisionEncoder(nn.Module):
+    """Three convolutions (two of stride 2) and a learned position per cell: (H/4)·(W/4) visual tokens.
+
+    Cross-attention ignores the order of its keys, so where a shape is
+    ("on the left") must be written into the tokens: hence the position
+    embedding.
+    """
+
+    def __init__(self, image_size: int, channels: int, d_model: int) -> None:
+        super().__init__()
+        self.conv = nn.Sequential(
+            nn.Conv2d(3, channels, 3, padding=1),
+            nn.GELU(),
+            nn.Conv2d(channels, 2 * channels, 3, stride=2, padding=1),
+            nn.GELU(),
+            nn.Conv2d(2 * channels, d_model, 3, stride=2, padding=1),
+        )
+        cells = (image_size // 4) ** 2
+        self.position = nn.Parameter(torch.randn(1, cells, d_model) * 0.02)
+        self.norm = nn.LayerNorm(d_model)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        x = self.conv(images).flatten(2).transpose(1, 2)  # batch × cells × d_model
+        return self.norm(x + self.position)
+
+
+class Captioner(nn.Module):
+    """``encoder`` (visual tokens) and ``decoder`` (GPT-2 LM with cross-attention).
+
+    Token ids exclude <bos>: the decoder's input is <bos> followed by all but
+    the last token. Generated ids are ``batch × max_len``, <pad> after <eos>.
+    """
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        super().__init__()
+        self.config = dict(config)
+        c = self.config
+        self.encoder = VisionEncoder(c["image_size"], c["channels"], c["d_model"])
+        self.decoder = GPT2LMHeadModel(
+            GPT2Config(
+                vocab_size=c["vocab_size"],
+                n_positions=c["max_len"],
+                n_embd=c["d_model"],
+                n_layer=c["layers"],
+                n_head=c["heads"],
+                resid_pdrop=c["dropout"],
+                embd_pdrop=c["dropout"],
+                attn_pdrop=c["dropout"],
+                add_cross_attention=True,
+                tie_word_embeddings=False,
+                bos_token_id=BOS_ID,
+                eos_token_id=EOS_ID,
+                # No pad_token_id: padding is on the right, after <eos>, where causal attention cannot
+                # see it, and transformers would warn on every padded batch without an attention mask.
+            )
+        )
+
+    @property
+    def max_len(self) -> int:
+        return int(self.config["max_len"])
+
+    def _inputs(self, ids: torch.Tensor) -> torch.Tensor:
+        bos = torch.full((ids.shape[0], 1), BOS_ID, dtype=ids.dtype, device=ids.device)
+        return torch.cat([bos, ids[:, :-1]], dim=1)
+
+    def forward(self, images: torch.Tensor, input_ids: torch.Tensor) -> torch.Tensor:
+        """Next-token logits (``batch × length × vocab``) for decoder inputs ``input_ids``."""
+        return self.decoder(input_ids=input_ids, encoder_hidden_states=self.encoder(images), use_cache=False).logits
+
+    def token_logprobs(self, images: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+        """log p(ids[t] | image, ids[<t]) per position, teacher-forced (``batch × length``)."""
+        logits = self(images, self._inputs(ids))
+        return torch.log_softmax(logits.float(), dim=-1).gather(2, ids.unsqueeze(2)).squeeze(2)
+
+    def sequence_logprobs(self, images: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+        """Summed log-probs of each sequence up to and including its first <eos>."""
+        return (self.token_logprobs(images, ids) * until_eos_mask(ids)).sum(dim=1)
+
+    def xent_loss(self, images: torch.Tensor, caption_ids: torch.Tensor) -> torch.Tensor:
+        """Mean cross-entropy over the non-pad tokens of ``caption_ids`` (words, <eos>, <pad>...)."""
+        logits = self(images, self._inputs(caption_ids))
+        return F.cross_entropy(logits.flatten(0, 1).float(), caption_ids.flatten(), ignore_index=PAD_ID)
+
+    @torch.no_grad()
+    def decode(
+        self, images: torch.Tensor, max_len: int, *, sample: bool = False, generator: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Greedy or multinomial decoding with the key/value cache.
+
+        Returns ids (``batch × max_len``) and the per-token log-probs of the
+        chosen tokens (0 after <eos>), computed on the fly.
+        """
+        if max_len > self.max_len:
+            raise ValueError(f"max_len={max_len} exceeds the model's {self.max_len} positions")
+        n = images.shape[0]
+        memory = self.encoder(images)
+        ids = torch.full((n, max_len), PAD_ID, dtype=torch.long, device=images.device)
+        logps = torch.zeros((n, max_len), device=images.device)
+        done = torch.zeros(n, dtype=torch.bool, device=images.device)
+        step_input = torch.full((n, 1), BOS_ID, dtype=torch.long, device=images.device)
+        past = None
+        for t in range(max_len):
+            out = self.decoder(input_ids=step_input, encoder_hidden_states=memory, past_key_values=past, use_cache=True)
+            past = out.past_key_values
+            logp = torch.log_softmax(out.logits[:, -1].float(), dim=-1)
+            if sample:
+                token = torch.multinomial(logp.exp(), 1, generator=generator).squeeze(1)
+            else:
+                token = logp.argmax(dim=-1)
+            token = token.masked_fill(done, PAD_ID)
+            ids[:, t] = token
+            logps[:, t] = logp.gather(1, token.unsqueeze(1)).squeeze(1).masked_fill(done, 0.0)
+            done |= token == EOS_ID
+            if bool(done.all()):
+                break
+            step_input = token.unsqueeze(1)
+        return ids, logps
+
+    def greedy(self, images: torch.Tensor, max_len: int | None = None) -> torch.Tensor:
+        """Greedy token ids, ``batch × max_len``."""
+        return self.decode(images, max_len or self.max_len)[0]
+
+    def sample(
+        self, images: torch.Tensor, max_len: int | None = None, generator: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Multinomial samples and their summed log-probs (through <eos>, nothing after).
+
+        Sampling runs without gradient and with the cache; the log-probs are
+        then recomputed in one teacher-forced pass, which carries the gradient
+        (when enabled) at the cost of one forward, instead of keeping the
+        graph of every decoding step. Without ``generator``, torch's global
+        generator draws the tokens.
+        """
+        ids, _ = self.decode(images, max_len or self.max_len, sample=True, generator=generator)
+        return ids, self.sequence_logprobs(images, ids)
+
+
+def until_eos_mask(ids: torch.Tensor) -> torch.Tensor:
+    """1.0 on every position up to and including the first <eos>, 0.0 after it."""
+    is_eos = (ids == EOS_ID).long()
+    before = torch.cumsum(is_eos, dim=1) - is_eos  # <eos> seen strictly before t
+    return (before == 0).float()
+
+
+def build(config: dict[str, Any], seed: int) -> Captioner:
+    """A fresh captioner; its initial weights are a function of ``seed`` only."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return Captioner(config)
+
+
+def save(model: Captioner, out_dir: Path) -> None:
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    save_file(state, out_dir / WEIGHTS_FILE, metadata={"format": "pt"})
+    (out_dir / CONFIG_FILE).write_text(json.dumps(model.config, indent=2))
+
+
+def load(model_dir: Path) -> Captioner:
+    model_dir = Path(model_dir)
+    model = Captioner(json.loads((model_dir / CONFIG_FILE).read_text()))
+    model.load_state_dict(load_file(model_dir / WEIGHTS_FILE), strict=True)
+    return model.eval()
+
+
+def parameter_count(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())

@@ -1,0 +1,212 @@
+"""Training loops: cross-entropy pretraining (θ0) and self-critical sequence training.
+
+SCST (Rennie et al. 2017) is REINFORCE with the reward of the model's own
+greedy caption as the baseline: a sample is reinforced only by how much it
+beats what the model would say at test time. It needs no value network and
+no extra samples, which is why the paper's captioning experiments use it.
+
+Both loops run on the CPU (or the GPU when there is one), are deterministic
+given ``seed`` on the CPU, and return plain dicts of metrics for JSON.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from rewarded_soups.tasks.captioning.data import Vocab
+from rewarded_soups.tasks.captioning.model import Captioner, images_to_tensor
+
+log = logging.getLogger(__name__)
+
+RewardFn = Callable[[list[str], list[list[str]]], list[float]]
+
+
+def scst_loss(
+    sample_logprobs: torch.Tensor, sample_rewards: torch.Tensor, baseline_rewards: torch.Tensor
+) -> torch.Tensor:
+    """−mean((r_sample − r_baseline) · log p(sample)); the advantage is a constant.
+
+    Detaching matters when rewards are tensors that depend on the model (a
+    learned reward): the policy gradient must not flow into them.
+    """
+    advantage = (sample_rewards - baseline_rewards).detach().to(sample_logprobs.dtype)
+    return -(advantage * sample_logprobs).mean()
+
+
+def device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def _interval(steps: int, log_every: int | None) -> int:
+    return max(1, log_every or steps // 20 or 1)
+
+
+def train_xent(
+    model: Captioner,
+    images: np.ndarray,
+    captions: Sequence[Sequence[str]],
+    vocab: Vocab,
+    *,
+    steps: int,
+    batch_size: int,
+    lr: float,
+    seed: int,
+    max_len: int | None = None,
+    clip: float = 1.0,
+    log_every: int | None = None,
+) -> dict[str, Any]:
+    """Teacher-forced cross-entropy on (image, caption) pairs, every reference its own pair.
+
+    Pairs are drawn in shuffled epochs (a permutation per epoch from
+    ``seed``), so every caption is seen before any is repeated.
+    """
+    start = time.time()
+    max_len = max_len or model.max_len
+    pairs = [(i, c) for i, refs in enumerate(captions) for c in refs]
+    if not pairs:
+        raise ValueError("no (image, caption) pairs to train on")
+    ids = torch.from_numpy(vocab.encode_batch([c for _, c in pairs], max_len))
+    owner = torch.tensor([i for i, _ in pairs])
+    pixels = images_to_tensor(images)
+    dev = device()
+    torch.manual_seed(seed)
+    rng = torch.Generator().manual_seed(seed)
+    model.to(dev).train()
+    optimiser = torch.optim.Adam(model.parameters(), lr=lr)
+    interval = _interval(steps, log_every)
+    history: list[float] = []
+    order, cursor, window = torch.randperm(len(pairs), generator=rng), 0, []
+    for step in tqdm(range(steps), desc="xent", mininterval=10, miniters=max(1, steps // 50)):
+        if cursor + batch_size > len(order):
+            order, cursor = torch.randperm(len(pairs), generator=rng), 0
+        batch = order[cursor : cursor + batch_size]
+        cursor += batch_size
+        loss = model.xent_loss(pixels[owner[batch]].to(dev), ids[batch].to(dev))
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        if clip:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
+        optimiser.step()
+        window.append(loss.item())
+        if (step + 1) % interval == 0 or step + 1 == steps:
+            history.append(float(np.mean(window)))
+            window = []
+            log.info("xent step %d/%d: loss %.3f", step + 1, steps, history[-1])
+    model.cpu().eval()
+    return {
+        "loss": history,
+        "log_every": interval,
+        "steps": steps,
+        "pairs": len(pairs),
+        "seconds": time.time() - start,
+    }
+
+
+def train_scst(
+    model: Captioner,
+    images: np.ndarray,
+    references: Sequence[Sequence[str]],
+    reward_fn: RewardFn,
+    vocab: Vocab,
+    *,
+    steps: int,
+    batch_size: int,
+    lr: float,
+    max_len: int,
+    seed: int,
+    clip: float = 1.0,
+    log_every: int | None = None,
+) -> dict[str, Any]:
+    """SCST: one multinomial sample per image, the greedy caption's reward as baseline.
+
+    Images are drawn in shuffled epochs. Per logging interval the result
+    holds the mean reward of samples and of greedy captions (the latter is
+    what evaluation sees).
+    """
+    start = time.time()
+    if len(references) != len(images) or not len(images):
+        raise ValueError(f"{len(images)} images but {len(references)} reference sets")
+    pixels = images_to_tensor(images)
+    refs = [list(r) for r in references]
+    dev = device()
+    torch.manual_seed(seed)
+    order_rng = torch.Generator().manual_seed(seed)
+    sampler = torch.Generator(device=dev).manual_seed(seed)
+    model.to(dev).train()
+    optimiser = torch.optim.Adam(model.parameters(), lr=lr)
+    interval = _interval(steps, log_every)
+    sample_means: list[float] = []
+    greedy_means: list[float] = []
+    sample_window: list[float] = []
+    greedy_window: list[float] = []
+    order, cursor = torch.randperm(len(images), generator=order_rng), 0
+    bar = tqdm(range(steps), desc="scst", mininterval=10, miniters=max(1, steps // 50))
+    for step in bar:
+        if cursor + batch_size > len(order):
+            order, cursor = torch.randperm(len(images), generator=order_rng), 0
+        batch = order[cursor : cursor + batch_size].tolist()
+        cursor += batch_size
+        x = pixels[batch].to(dev)
+        batch_refs = [refs[i] for i in batch]
+
+        model.eval()  # the baseline is the test-time caption: no dropout (a no-op at the default dropout 0)
+        greedy_ids = model.greedy(x, max_len)
+        model.train()
+        sample_ids, sample_logprobs = model.sample(x, max_len, generator=sampler)
+        greedy_rewards = reward_fn(vocab.decode_batch(greedy_ids.tolist()), batch_refs)
+        sample_rewards = reward_fn(vocab.decode_batch(sample_ids.tolist()), batch_refs)
+
+        loss = scst_loss(
+            sample_logprobs,
+            torch.tensor(sample_rewards, dtype=torch.float32, device=dev),
+            torch.tensor(greedy_rewards, dtype=torch.float32, device=dev),
+        )
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        if clip:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
+        optimiser.step()
+
+        sample_window.extend(sample_rewards)
+        greedy_window.extend(greedy_rewards)
+        if (step + 1) % interval == 0 or step + 1 == steps:
+            sample_means.append(float(np.mean(sample_window)))
+            greedy_means.append(float(np.mean(greedy_window)))
+            sample_window, greedy_window = [], []
+            bar.set_postfix(reward=f"{sample_means[-1]:.3f}", greedy=f"{greedy_means[-1]:.3f}", refresh=False)
+            log.info(
+                "scst step %d/%d: sample reward %.4f, greedy reward %.4f",
+                step + 1,
+                steps,
+                sample_means[-1],
+                greedy_means[-1],
+            )
+    model.cpu().eval()
+    return {
+        "sample_reward": sample_means,
+        "greedy_reward": greedy_means,
+        "log_every": interval,
+        "steps": steps,
+        "seconds": time.time() - start,
+    }
+
+
+@torch.no_grad()
+def greedy_captions(
+    model: Captioner, images: np.ndarray, vocab: Vocab, max_len: int, batch_size: int = 256
+) -> list[str]:
+    """Greedy captions of ``images``, batch by batch (evaluation)."""
+    model.to(device()).eval()
+    pixels = images_to_tensor(images)
+    out: list[str] = []
+    for i in range(0, len(pixels), batch_size):
+        out.extend(vocab.decode_batch(model.greedy(pixels[i : i + batch_size].to(device()), max_len).tolist()))
+    model.cpu()
+    return out

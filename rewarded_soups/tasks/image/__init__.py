@@ -1,0 +1,261 @@
+"""Text-to-image (paper Section 3.3, Appendix F): a diffusion model aligned to image rewards.
+
+θ0 is a small diffusers UNet with a CLIP text encoder, trained from scratch on
+generated scenes of coloured shapes (:mod:`rewarded_soups.data.shapes`) with
+their varied captions. Experts and MORL follow the paper's offline
+reward-weighted recipe (:mod:`.training`); soups interpolate the UNets.
+Samples are the images of held-out prompts (``images.safetensors``, uint8)
+with ``prompts.json``; every model starts each prompt from the same noise.
+torch and diffusers are imported inside the functions so that looking this
+task up stays cheap.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rewarded_soups.grid import parse_mix
+
+log = logging.getLogger(__name__)
+
+IMAGES_FILE = "images.safetensors"
+PROMPTS_FILE = "prompts.json"
+# Offsets of the scene seeds of each split from the workflow seed: the
+# pre-training scenes, the fine-tuning prompts and the evaluation prompts never share a scene.
+_SPLITS = {"train": 0, "finetune": 1, "test": 2}
+
+
+def check_settings(task: dict[str, Any]) -> None:
+    channels = task["pretrain"]["channels"]
+    groups = task["pretrain"]["norm_groups"]
+    if any(c % groups for c in channels):
+        raise ValueError(f"pretrain.channels: every entry of {channels} must be a multiple of norm_groups ({groups})")
+    size, levels = task["data"]["image_size"], len(channels)
+    if size % 2 ** (levels - 1):
+        raise ValueError(f"data.image_size: {size} must be divisible by 2^{levels - 1} for a UNet with {levels} levels")
+    if task["pretrain"]["text_dim"] % task["pretrain"]["text_heads"]:
+        raise ValueError("pretrain.text_dim must be a multiple of pretrain.text_heads")
+
+
+def _threads(threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(max(1, threads))
+
+
+def _scenes(data: dict[str, Any], split: str, n: int, seed: int) -> tuple[np.ndarray, list[list[str]]]:
+    from rewarded_soups.data.shapes import make_set
+
+    return make_set(n, seed=seed * 1000 + _SPLITS[split], size=data["image_size"], n_captions=data["captions"])
+
+
+def _prompts(data: dict[str, Any], split: str, n: int, seed: int) -> list[str]:
+    """One caption per scene, cycling through the phrasings so that every style is prompted."""
+    _, captions = _scenes(data, split, n, seed)
+    return [c[i % len(c)] for i, c in enumerate(captions)]
+
+
+def _seeds(seed: int, split: str, n: int) -> list[int]:
+    return [seed * 1_000_000 + _SPLITS[split] * 100_000 + i for i in range(n)]
+
+
+def pretrain(out_dir: Path, settings: dict[str, Any], *, seed: int, threads: int) -> dict[str, Any]:
+    _threads(threads)
+    import torch
+    from diffusers import DDPMScheduler
+
+    from rewarded_soups.tasks.image.model import Pipeline, build_text_encoder, build_tokenizer, build_unet
+    from rewarded_soups.tasks.image.training import pretrain as train
+
+    data, cfg = settings["data"], settings["pretrain"]
+    images, captions = _scenes(data, "train", data["train_scenes"], seed)
+    torch.manual_seed(seed)
+    tokenizer = build_tokenizer([c for cs in captions for c in cs], data["max_prompt_tokens"])
+    pipe = Pipeline(
+        tokenizer=tokenizer,
+        text_encoder=build_text_encoder(len(tokenizer), cfg, data["max_prompt_tokens"], tokenizer.eos_token_id),
+        unet=build_unet(data["image_size"], cfg),
+        scheduler=DDPMScheduler(
+            num_train_timesteps=cfg["train_timesteps"],
+            beta_schedule=cfg["beta_schedule"],
+            prediction_type=cfg["prediction_type"],
+        ),
+    )
+    log.info(
+        "θ0: UNet %d parameters, text encoder %d, vocabulary %d words, %d scenes",
+        sum(p.numel() for p in pipe.unet.parameters()),
+        sum(p.numel() for p in pipe.text_encoder.parameters()),
+        len(tokenizer),
+        len(images),
+    )
+    metrics = train(pipe, images, captions, cfg, seed=seed)
+    pipe.save(Path(out_dir))
+    (Path(out_dir) / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    return metrics
+
+
+def _mixed_reward(rewards: dict[str, dict[str, Any]], weights: dict[str, float], images, prompts) -> np.ndarray:
+    from rewarded_soups.registry import build_reward
+
+    total = np.zeros(len(images))
+    for name, spec in rewards.items():
+        values = np.asarray(build_reward(spec)(images, prompts), dtype=np.float64)
+        log.info("offline samples: %s mean %.4f", name, values.mean())
+        total += weights[name] * values
+    return total
+
+
+def finetune(
+    base_dir: Path,
+    out_dir: Path,
+    rewards: dict[str, dict[str, Any]],
+    weights: dict[str, float],
+    settings: dict[str, Any],
+    *,
+    seed: int,
+    threads: int,
+) -> dict[str, Any]:
+    """The offline reward-weighted recipe on Σ weights[r]·R_r (one reward for an expert)."""
+    _threads(threads)
+    import torch
+
+    from rewarded_soups.tasks.image.model import load, sample
+    from rewarded_soups.tasks.image.training import reward_weighted_finetune, reward_weights
+
+    data, cfg = settings["data"], settings["finetune"]
+    pipe = load(Path(base_dir))
+    prompts = _prompts(data, "finetune", cfg["n_images"], seed)
+    # The same prompts and noise for every expert and MORL run: only the reward differs.
+    images = sample(
+        pipe,
+        prompts,
+        _seeds(seed, "finetune", len(prompts)),
+        inference_steps=cfg["inference_steps"],
+        guidance_scale=cfg["guidance_scale"],
+    )
+    reward = _mixed_reward(rewards, weights, images, prompts)
+    kept, loss_weights = reward_weights(reward, cfg["keep_fraction"])
+    log.info(
+        "kept %d of %d images: reward %.4f -> %.4f (mean of all -> of kept)",
+        len(kept),
+        len(reward),
+        reward.mean(),
+        reward[kept].mean(),
+    )
+    torch.manual_seed(seed)
+    metrics = reward_weighted_finetune(pipe, images[kept], [prompts[i] for i in kept], loss_weights, cfg, seed=seed)
+    metrics |= {"offline_reward_mean": float(reward.mean()), "kept_reward_mean": float(reward[kept].mean())}
+    pipe.save(Path(out_dir), unet_only=True)
+    (Path(out_dir) / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    return metrics
+
+
+def merge(
+    base_dir: Path, expert_dirs: list[Path], weights: list[float], out_dir: Path, settings: dict[str, Any]
+) -> None:
+    """Σ λ_i θ_i over the full UNet state dicts (the frozen weights are equal and stay so)."""
+    from diffusers import UNet2DConditionModel
+
+    from rewarded_soups.merging import interpolate
+
+    unets = [UNet2DConditionModel.from_pretrained(Path(d) / "unet") for d in expert_dirs]
+    merged = interpolate([u.state_dict() for u in unets], weights)
+    unet = unets[0]
+    unet.load_state_dict(merged)
+    unet.save_pretrained(Path(out_dir) / "unet")
+
+
+def generate(
+    base_dir: Path, model_dir: Path | None, out_dir: Path, settings: dict[str, Any], *, seed: int, threads: int
+) -> None:
+    """Images for the held-out prompts, one fixed noise seed per prompt shared by every model."""
+    _threads(threads)
+    from safetensors.numpy import save_file
+
+    from rewarded_soups.tasks.image.model import load, sample
+
+    data, cfg = settings["data"], settings["evaluate"]
+    pipe = load(Path(base_dir), Path(model_dir) if model_dir is not None else None)
+    prompts = _prompts(data, "test", cfg["n_prompts"], seed)
+    images = sample(
+        pipe,
+        prompts,
+        _seeds(seed, "test", len(prompts)),
+        inference_steps=cfg["inference_steps"],
+        guidance_scale=cfg["guidance_scale"],
+    )
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    save_file({"images": images}, str(out_dir / IMAGES_FILE))
+    (out_dir / PROMPTS_FILE).write_text(json.dumps(prompts, indent=1))
+
+
+def read_samples(samples_dir: Path) -> tuple[np.ndarray, list[str]]:
+    from safetensors.numpy import load_file
+
+    samples_dir = Path(samples_dir)
+    return load_file(str(samples_dir / IMAGES_FILE))["images"], json.loads((samples_dir / PROMPTS_FILE).read_text())
+
+
+def score(samples_dir: Path, reward: dict[str, Any], *, base_dir: Path, threads: int) -> list[float]:
+    from rewarded_soups.registry import build_reward
+
+    images, prompts = read_samples(samples_dir)
+    return build_reward(reward)(images, prompts)
+
+
+def samples_table(samples: dict[str, Path], n: int) -> str:
+    """Markdown: the first ``n`` held-out prompts and each model's mean colour per image (see the image grid)."""
+    lines = ["Mean RGB of each generated image (the images are in figures/qualitative/).", ""]
+    for label, path in samples.items():
+        images, prompts = read_samples(Path(path))
+        lines += [f"### {label}", "", "| prompt | mean RGB |", "| --- | --- |"]
+        for image, prompt in list(zip(images, prompts))[:n]:
+            rgb = ", ".join(f"{v:.0f}" for v in image.reshape(-1, 3).mean(axis=0))
+            lines.append(f"| {prompt} | {rgb} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def column_title(label: str) -> str:
+    """'init' -> θ0; experts and soups -> their interpolation weights."""
+    if label == "init":
+        return "θ0"
+    if label.startswith("expert-"):
+        return label.removeprefix("expert-")
+    if label.startswith("soup-"):
+        return "\n".join(f"{r} {w:g}" for r, w in parse_mix(label.removeprefix("soup-")).items())
+    return label
+
+
+def qualitative(samples: dict[str, Path], out_dir: Path, settings: dict[str, Any]) -> None:
+    """The paper's Figure 16: rows are held-out prompts, columns θ0 and the models along λ."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = settings["evaluate"]["grid_prompts"]
+    columns = {label: read_samples(Path(path)) for label, path in samples.items()}
+    prompts = next(iter(columns.values()))[1][:rows]
+    rows = len(prompts)
+    fig, axes = plt.subplots(rows, len(columns), figsize=(1.3 * len(columns) + 2.2, 1.3 * rows + 0.6), squeeze=False)
+    for j, (label, (images, _)) in enumerate(columns.items()):
+        axes[0, j].set_title(column_title(label), fontsize=7)
+        for i in range(rows):
+            ax = axes[i, j]
+            ax.imshow(images[i], interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if j == 0:
+                ax.set_ylabel(prompts[i], rotation=0, ha="right", va="center", fontsize=7, wrap=True)
+    fig.tight_layout()
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out_dir / "grid.png", dpi=150)
+    plt.close(fig)

@@ -1,0 +1,197 @@
+"""θ0 of the text-to-image task: a small text-conditional diffusion model from diffusers parts.
+
+* a word-level tokenizer (``tokenizers`` WordLevel in a transformers
+  ``PreTrainedTokenizerFast``): the captions have a closed vocabulary;
+* a small CLIP text encoder (transformers ``CLIPTextModel``) trained from scratch;
+* a diffusers ``UNet2DConditionModel`` cross-attending to the text states;
+* a ``DDPMScheduler`` for training; sampling uses ``DDIMScheduler`` built
+  from the same config (deterministic with η = 0) and classifier-free guidance.
+
+Every part is saved with its library's ``save_pretrained`` (safetensors and
+JSON) in its own subdirectory; fine-tuned models and soups store only
+``unet/`` and read the rest from θ0.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+PAD, BOS, EOS, UNK = "<pad>", "<bos>", "<eos>", "<unk>"
+
+
+def build_tokenizer(captions: Sequence[str], max_length: int) -> Any:
+    """A word-level tokenizer over the caption vocabulary, adding <bos> … <eos>."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.WordLevel(unk_token=UNK))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok.train_from_iterator(
+        [c.lower() for c in captions], trainers.WordLevelTrainer(special_tokens=[PAD, BOS, EOS, UNK])
+    )
+    tok.post_processor = processors.TemplateProcessing(
+        single=f"{BOS} $A {EOS}", special_tokens=[(BOS, tok.token_to_id(BOS)), (EOS, tok.token_to_id(EOS))]
+    )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        pad_token=PAD,
+        bos_token=BOS,
+        eos_token=EOS,
+        unk_token=UNK,
+        model_max_length=max_length,
+    )
+
+
+def build_text_encoder(vocab_size: int, settings: dict[str, Any], max_length: int, eos_id: int) -> Any:
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    config = CLIPTextConfig(
+        vocab_size=vocab_size,
+        hidden_size=settings["text_dim"],
+        intermediate_size=4 * settings["text_dim"],
+        num_hidden_layers=settings["text_layers"],
+        num_attention_heads=settings["text_heads"],
+        max_position_embeddings=max_length,
+        pad_token_id=0,
+        eos_token_id=eos_id,
+        bos_token_id=1,
+    )
+    return CLIPTextModel(config)
+
+
+def build_unet(image_size: int, settings: dict[str, Any]) -> Any:
+    """First level plain convolutions, deeper levels with self- and cross-attention (like Stable Diffusion's)."""
+    from diffusers import UNet2DConditionModel
+
+    channels = tuple(settings["channels"])
+    levels = len(channels)
+    return UNet2DConditionModel(
+        sample_size=image_size,
+        in_channels=3,
+        out_channels=3,
+        block_out_channels=channels,
+        down_block_types=("DownBlock2D",) + ("CrossAttnDownBlock2D",) * (levels - 1),
+        up_block_types=("CrossAttnUpBlock2D",) * (levels - 1) + ("UpBlock2D",),
+        layers_per_block=settings["layers_per_block"],
+        cross_attention_dim=settings["text_dim"],
+        attention_head_dim=settings["attention_head_dim"],
+        norm_num_groups=settings["norm_groups"],
+    )
+
+
+@dataclass
+class Pipeline:
+    """The parts θ0 is made of; ``unet`` is what fine-tuning and merging change."""
+
+    tokenizer: Any
+    text_encoder: Any
+    unet: Any
+    scheduler: Any  # DDPMScheduler (training noise schedule)
+
+    def save(self, out_dir: Path, *, unet_only: bool = False) -> None:
+        out_dir = Path(out_dir)
+        self.unet.save_pretrained(out_dir / "unet")
+        if not unet_only:
+            self.tokenizer.save_pretrained(out_dir / "tokenizer")
+            self.text_encoder.save_pretrained(out_dir / "text_encoder")
+            self.scheduler.save_pretrained(out_dir / "scheduler")
+
+    def encode(self, prompts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Text states and attention mask for a batch of prompts ("" is the unconditional prompt)."""
+        batch = self.tokenizer([p.lower() for p in prompts], padding="max_length", truncation=True, return_tensors="pt")
+        states = self.text_encoder(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+        return states.last_hidden_state, batch["attention_mask"]
+
+
+def load(base_dir: Path, unet_dir: Path | None = None) -> Pipeline:
+    """θ0 from ``base_dir``, with the UNet of ``unet_dir`` (an expert, MORL or soup) when given."""
+    from diffusers import DDPMScheduler, UNet2DConditionModel
+    from transformers import CLIPTextModel, PreTrainedTokenizerFast
+
+    base_dir = Path(base_dir)
+    return Pipeline(
+        tokenizer=PreTrainedTokenizerFast.from_pretrained(base_dir / "tokenizer"),
+        text_encoder=CLIPTextModel.from_pretrained(base_dir / "text_encoder").eval(),
+        unet=UNet2DConditionModel.from_pretrained(Path(unet_dir or base_dir) / "unet").eval(),
+        scheduler=DDPMScheduler.from_pretrained(base_dir / "scheduler"),
+    )
+
+
+def to_tensor(images: np.ndarray) -> torch.Tensor:
+    """uint8 (n, h, w, 3) -> float (n, 3, h, w) in [-1, 1], the diffusion model's space."""
+    return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+
+
+def to_uint8(x: torch.Tensor) -> np.ndarray:
+    return ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+
+
+def initial_noise(seeds: Sequence[int], image_size: int) -> torch.Tensor:
+    """One noise image per seed, independent of batching (every model starts from the same noise)."""
+    return torch.stack(
+        [torch.randn((3, image_size, image_size), generator=torch.Generator().manual_seed(int(s))) for s in seeds]
+    )
+
+
+@torch.no_grad()
+def sample(
+    pipe: Pipeline,
+    prompts: Sequence[str],
+    seeds: Sequence[int],
+    *,
+    inference_steps: int,
+    guidance_scale: float,
+    batch_size: int = 64,
+    progress: bool = True,
+) -> np.ndarray:
+    """Images for ``prompts`` (uint8, n × h × w × 3): DDIM (η = 0) with classifier-free guidance."""
+    from diffusers import DDIMScheduler
+    from tqdm.auto import tqdm
+
+    scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
+    scheduler.set_timesteps(inference_steps)
+    size = pipe.unet.config.sample_size
+    out = []
+    starts = range(0, len(prompts), batch_size)
+    for start in tqdm(starts, desc="sampling", unit="batch", disable=not progress):
+        chunk = list(prompts[start : start + batch_size])
+        x = initial_noise(seeds[start : start + batch_size], size) * scheduler.init_noise_sigma
+        cond, cond_mask = pipe.encode(chunk)
+        uncond, uncond_mask = pipe.encode([""] * len(chunk))
+        states, mask = torch.cat([uncond, cond]), torch.cat([uncond_mask, cond_mask])
+        for t in scheduler.timesteps:
+            eps = pipe.unet(torch.cat([x, x]), t, encoder_hidden_states=states, encoder_attention_mask=mask).sample
+            eps_uncond, eps_cond = eps.chunk(2)
+            eps = eps_uncond + guidance_scale * (eps_cond - eps_uncond)
+            x = scheduler.step(eps, t, x, eta=0.0).prev_sample
+        out.append(to_uint8(x))
+    return np.concatenate(out)
+
+
+def denoising_losses(pipe: Pipeline, images: torch.Tensor, prompts: Sequence[str], generator: torch.Generator):
+    """Per-image denoising MSE at a random timestep (the diffusion model's negative log-likelihood bound).
+
+    The target follows the scheduler's ``prediction_type`` (ε, v or x0).
+    """
+    n = images.shape[0]
+    noise = torch.randn(images.shape, generator=generator)
+    t = torch.randint(0, pipe.scheduler.config.num_train_timesteps, (n,), generator=generator)
+    noisy = pipe.scheduler.add_noise(images, noise, t)
+    kind = pipe.scheduler.config.prediction_type
+    if kind == "epsilon":
+        target = noise
+    elif kind == "v_prediction":
+        target = pipe.scheduler.get_velocity(images, noise, t)
+    elif kind == "sample":
+        target = images
+    else:
+        raise ValueError(f"unsupported prediction_type {kind!r}")
+    states, mask = pipe.encode(prompts)
+    prediction = pipe.unet(noisy, t, encoder_hidden_states=states, encoder_attention_mask=mask).sample
+    return (prediction - target).pow(2).mean(dim=(1, 2, 3))

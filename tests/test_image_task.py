@@ -1,0 +1,148 @@
+"""The text-to-image task: reward weighting, trainable subset, interpolation, image rewards, a tiny run."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from rewarded_soups.rewards.image import Colourfulness, Contrast, Smoothness
+from rewarded_soups.tasks import image as task
+from rewarded_soups.tasks.image.model import build_unet
+from rewarded_soups.tasks.image.training import reward_weights, select_trainable
+
+TINY_UNET = {"channels": [8, 16], "layers_per_block": 1, "attention_head_dim": 4, "norm_groups": 4, "text_dim": 16}
+
+
+def test_reward_weights_keep_the_best_half_with_min_zero_and_mean_one():
+    rewards = [0.1, 0.9, 0.5, 0.3, 0.7, 0.2]
+    kept, weights = reward_weights(rewards, keep_fraction=0.5)
+    assert list(kept) == [1, 4, 2]  # 0.9, 0.7, 0.5
+    # shifted: 0.4, 0.2, 0.0 -> mean 0.2 -> weights 2, 1, 0
+    np.testing.assert_allclose(weights, [2.0, 1.0, 0.0])
+    assert weights.min() == 0 and weights.mean() == pytest.approx(1.0)
+
+
+def test_reward_weights_odd_counts_ties_and_errors():
+    kept, weights = reward_weights([1.0, 2.0, 3.0], keep_fraction=0.5)
+    assert list(kept) == [2, 1]  # ceil(1.5) = 2 kept
+    np.testing.assert_allclose(weights, [2.0, 0.0])
+    kept, weights = reward_weights([0.5, 0.5, 0.5, 0.5])
+    assert list(kept) == [0, 1] and list(weights) == [1.0, 1.0]  # nothing to prefer: plain fine-tuning
+    with pytest.raises(ValueError, match="NaN"):
+        reward_weights([0.1, float("nan")])
+    with pytest.raises(ValueError, match="keep_fraction"):
+        reward_weights([0.1, 0.2], keep_fraction=0)
+
+
+def test_only_cross_attention_bias_and_norm_parameters_train():
+    unet = build_unet(16, TINY_UNET)
+    trainable, total = select_trainable(unet)
+    names = {n for n, p in unet.named_parameters() if p.requires_grad}
+    assert any(".attn2.to_k." in n for n in names) and any(".attn2.to_q." in n for n in names)
+    assert any("norm" in n and n.endswith(".weight") for n in names)
+    assert all(".attn2." in n or n.endswith(".bias") or "norm" in n for n in names)
+    frozen = {n for n, p in unet.named_parameters() if not p.requires_grad}
+    assert any(".attn1.to_q.weight" in n for n in frozen)  # self-attention stays
+    assert any("conv" in n and n.endswith(".weight") for n in frozen)
+    assert any(".ff." in n and n.endswith(".weight") for n in frozen)
+    assert trainable == sum(unet.get_parameter(n).numel() for n in names)
+    assert 0.03 < trainable / total < 0.3
+    # A backward pass leaves the frozen weights without gradients.
+    out = unet(torch.randn(2, 3, 16, 16), torch.tensor([3, 7]), encoder_hidden_states=torch.randn(2, 5, 16)).sample
+    out.pow(2).mean().backward()
+    assert all(p.grad is None for n, p in unet.named_parameters() if n in frozen)
+    assert all(p.grad is not None for n, p in unet.named_parameters() if n in names and ".attn2." in n)
+
+
+def test_merge_interpolates_the_unets(tmp_path):
+    torch.manual_seed(0)
+    a, b = build_unet(16, TINY_UNET), build_unet(16, TINY_UNET)
+    a.save_pretrained(tmp_path / "a" / "unet")
+    b.save_pretrained(tmp_path / "b" / "unet")
+    task.merge(tmp_path, [tmp_path / "a", tmp_path / "b"], [0.3, 0.7], tmp_path / "soup", {})
+    from diffusers import UNet2DConditionModel
+
+    soup = UNet2DConditionModel.from_pretrained(tmp_path / "soup" / "unet").state_dict()
+    sa, sb = a.state_dict(), b.state_dict()
+    for key, value in soup.items():
+        torch.testing.assert_close(value, (0.3 * sa[key].double() + 0.7 * sb[key].double()).float())
+
+
+def _image(colour, background=(0, 0, 0), size=8):
+    image = np.zeros((size, size, 3), dtype=np.uint8)
+    image[:] = background
+    image[2:6, 2:6] = colour
+    return image
+
+
+def test_image_rewards_on_hand_checked_images():
+    flat_grey = np.full((1, 8, 8, 3), 128, dtype=np.uint8)
+    assert Colourfulness()(flat_grey) == [0.0]
+    assert Contrast()(flat_grey) == [0.0]
+    assert Smoothness()(flat_grey) == [1.0]
+    # A white square on black: luminance 1 on 16 of 64 pixels -> std sqrt(p(1-p)) with p = 1/4.
+    white = _image((255, 255, 255))[None]
+    assert Contrast()(white)[0] == pytest.approx(np.sqrt(0.25 * 0.75))
+    assert Colourfulness()(white)[0] == pytest.approx(0.0)
+    # A pure red square: rg = 1, yb = 0.5 on a quarter of the image.
+    red = _image((255, 0, 0))[None]
+    p = 0.25
+    std = np.sqrt((np.sqrt(p * (1 - p))) ** 2 + (0.5 * np.sqrt(p * (1 - p))) ** 2)
+    mean = np.sqrt(p**2 + (0.5 * p) ** 2)
+    assert Colourfulness()(red)[0] == pytest.approx(std + 0.3 * mean)
+    # The rewards disagree: red is more colourful, white has more contrast; both lose smoothness.
+    assert Colourfulness()(red)[0] > Colourfulness()(white)[0]
+    assert Contrast()(white)[0] > Contrast()(red)[0]
+    assert Smoothness()(white)[0] < Smoothness()(red)[0] < 1.0
+    with pytest.raises(ValueError, match="shape"):
+        Contrast()(np.zeros((8, 8, 3)))
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """θ0 for a few steps, then an expert, a soup and held-out samples: the task's functions end to end."""
+    from snakemake.utils import validate
+
+    root = tmp_path_factory.mktemp("image")
+    cfg = {
+        "data": {"image_size": 8, "train_scenes": 16, "max_prompt_tokens": 12},
+        "pretrain": {**TINY_UNET, "text_layers": 1, "text_heads": 2, "steps": 3, "batch_size": 4},
+        "finetune": {"n_images": 6, "steps": 2, "batch_size": 3, "inference_steps": 2},
+        "evaluate": {"n_prompts": 3, "inference_steps": 2, "grid_prompts": 2},
+    }
+    validate(cfg, str(Path(task.__file__).parent / "schema.yaml"), set_default=True)
+    task.pretrain(root / "base", {"data": cfg["data"], "pretrain": cfg["pretrain"]}, seed=0, threads=1)
+    ft = {"data": cfg["data"], "finetune": cfg["finetune"]}
+    metrics = task.finetune(
+        root / "base", root / "expert", {"c": {"kind": "contrast"}}, {"c": 1.0}, ft, seed=0, threads=1
+    )
+    task.merge(root / "base", [root / "expert", root / "base"], [0.5, 0.5], root / "soup", {})
+    ev = {"data": cfg["data"], "evaluate": cfg["evaluate"]}
+    for name, model in (("init", None), ("expert", root / "expert"), ("soup", root / "soup")):
+        task.generate(root / "base", model, root / "samples" / name, ev, seed=0, threads=1)
+    return root, metrics, ev
+
+
+def test_tiny_run_trains_a_tenth_of_the_unet_and_samples_the_same_prompts(tiny_run):
+    root, metrics, _ = tiny_run
+    assert 0 < metrics["trainable_parameters"] < metrics["total_parameters"]
+    assert not (root / "expert" / "text_encoder").exists()  # fine-tuning changes the UNet only
+    images, prompts = task.read_samples(root / "samples" / "init")
+    assert images.shape == (3, 8, 8, 3) and images.dtype == np.uint8
+    assert task.read_samples(root / "samples" / "expert")[1] == prompts
+    values = task.score(root / "samples" / "expert", {"kind": "smoothness", "scale": 4.0}, base_dir=root, threads=1)
+    assert len(values) == 3 and all(0 <= v <= 1 for v in values)
+
+
+def test_tiny_run_is_deterministic_and_draws_the_grid(tiny_run, tmp_path):
+    root, _, ev = tiny_run
+    task.generate(root / "base", root / "soup", tmp_path / "again", ev, seed=0, threads=1)
+    np.testing.assert_array_equal(
+        task.read_samples(tmp_path / "again")[0], task.read_samples(root / "samples" / "soup")[0]
+    )
+    samples = {"init": root / "samples" / "init", "soup-a@0.5+b@0.5": root / "samples" / "soup"}
+    task.qualitative(samples, tmp_path / "figures", ev)
+    assert (tmp_path / "figures" / "grid.png").stat().st_size > 1000
+    assert task.column_title("soup-a@0.5+b@0.5") == "a 0.5\nb 0.5"
+    assert "| prompt |" in task.samples_table(samples, 2)
