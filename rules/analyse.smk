@@ -89,10 +89,10 @@ rule qualitative:
     output:
         report(
             directory("results/{task}/figures/qualitative"),
-            patterns=["{model}.html"],
+            patterns=["{name}.{ext}"],
             caption="../report/qualitative.rst",
             category="{task}",
-            subcategory="trajectory viewers",
+            subcategory="qualitative",
         ),
     params:
         kind=task_kind,

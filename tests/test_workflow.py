@@ -119,6 +119,24 @@ def test_locomotion_artifacts(run):
     assert not list(results.rglob("*.pkl")) and not list(results.rglob("*.pickle"))
 
 
+def test_image_artifacts(run):
+    workdir, _ = run
+    results = workdir / "results" / "image"
+    scores = pd.read_csv(results / "scores.csv", keep_default_na=False)
+    assert set(scores["kind"]) == {"init", "expert", "soup", "morl"}
+    assert set(scores["reward"]) == {"colourful", "contrast", "smooth"}
+    assert len(scores) == 5 * 3 and (scores["n"] == 6).all()
+    summary = json.loads((results / "summary.json").read_text())
+    assert summary["lmc"]["n_points"] == 1 and summary["hypervolume"]["rs"] >= 0
+    assert set(summary["timings"]) >= {"pretrain", "experts/colourful", "experts/contrast"}
+    grid = results / "figures" / "qualitative" / "grid.png"
+    assert grid.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and grid.stat().st_size > 10_000
+    for directory in ("pretrain/model", "experts/colourful", "soups/colourful@0.5+contrast@0.5"):
+        assert list((results / directory / "unet").glob("*.safetensors")), directory
+    assert (results / "pretrain" / "model" / "text_encoder" / "model.safetensors").exists()
+    assert not list(results.rglob("*.bin")) and not list(results.rglob("*.pkl"))
+
+
 def test_noop_rerun_plans_nothing(run):
     workdir, config = run
     assert planned_jobs(workdir, config) == []
@@ -169,10 +187,30 @@ def test_changing_the_cautious_penalty_reruns_only_its_locomotion_branch(run):
     assert generated == sorted(["expert-cautious", "soup-risky@0.5+cautious@0.5", "morl-risky@0.5+cautious@0.5"])
 
 
+def test_changing_an_image_metric_only_rescores(run):
+    workdir, config = run
+    changed = workdir / "changed_image.yaml"
+    data = yaml.safe_load(config.read_text())
+    data["tasks"]["image"]["metrics"]["smooth"]["scale"] = 2.0
+    changed.write_text(yaml.safe_dump(data, sort_keys=False))
+    jobs = planned_jobs(workdir, changed)
+    assert sorted(w for r, w in jobs if r == "score") == sorted(
+        f"task=image, model={m}, reward=smooth"
+        for m in (
+            "init",
+            "expert-colourful",
+            "expert-contrast",
+            "soup-colourful@0.5+contrast@0.5",
+            "morl-colourful@0.5+contrast@0.5",
+        )
+    )
+    assert {r for r, _ in jobs} == {"score", "scores_table", "summary", "figures"}
+
+
 def test_same_config_and_seed_give_the_same_scores(run, tmp_path):
     workdir, config = run
     shutil.copy(config, tmp_path / "config.yaml")
-    targets = [f"results/{task}/scores.csv" for task in ("text", "locomotion")]
+    targets = [f"results/{task}/scores.csv" for task in ("text", "locomotion", "image")]
     result = snakemake(tmp_path, tmp_path / "config.yaml", *targets)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     for target in targets:
@@ -215,9 +253,9 @@ def test_report_has_every_task_with_captions(run):
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     html = report.read_text()
     # Captions are rendered per task (the Jinja template names the task).
-    for task in ("text", "locomotion"):
+    for task in ("text", "locomotion", "image"):
         assert f'Pareto front</strong> of task <tt class=\\"docutils literal\\">{task}</tt>' in html, task
-    for text in ("Hypothesis 1 (linear", "trajectory viewers", "rewards against"):
+    for text in ("Hypothesis 1 (linear", "Qualitative samples", "rewards against"):
         assert text in html, text
 
 

@@ -69,7 +69,13 @@ def pretrain(out_dir: Path, settings: dict[str, Any], *, seed: int, threads: int
     import torch
     from diffusers import DDPMScheduler
 
-    from rewarded_soups.tasks.image.model import Pipeline, build_text_encoder, build_tokenizer, build_unet
+    from rewarded_soups.tasks.image.model import (
+        Pipeline,
+        best_device,
+        build_text_encoder,
+        build_tokenizer,
+        build_unet,
+    )
     from rewarded_soups.tasks.image.training import pretrain as train
 
     data, cfg = settings["data"], settings["pretrain"]
@@ -85,7 +91,7 @@ def pretrain(out_dir: Path, settings: dict[str, Any], *, seed: int, threads: int
             beta_schedule=cfg["beta_schedule"],
             prediction_type=cfg["prediction_type"],
         ),
-    )
+    ).to(best_device())
     log.info(
         "θ0: UNet %d parameters, text encoder %d, vocabulary %d words, %d scenes",
         sum(p.numel() for p in pipe.unet.parameters()),
@@ -95,8 +101,7 @@ def pretrain(out_dir: Path, settings: dict[str, Any], *, seed: int, threads: int
     )
     metrics = train(pipe, images, captions, cfg, seed=seed)
     pipe.save(Path(out_dir))
-    (Path(out_dir) / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    return metrics
+    return metrics | {"device": str(pipe.device)}
 
 
 def _mixed_reward(rewards: dict[str, dict[str, Any]], weights: dict[str, float], images, prompts) -> np.ndarray:
@@ -151,7 +156,7 @@ def finetune(
     metrics = reward_weighted_finetune(pipe, images[kept], [prompts[i] for i in kept], loss_weights, cfg, seed=seed)
     metrics |= {"offline_reward_mean": float(reward.mean()), "kept_reward_mean": float(reward[kept].mean())}
     pipe.save(Path(out_dir), unet_only=True)
-    (Path(out_dir) / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    (Path(out_dir) / "train_metrics.json").write_text(json.dumps(metrics, indent=2))
     return metrics
 
 

@@ -94,6 +94,15 @@ class Pipeline:
     unet: Any
     scheduler: Any  # DDPMScheduler (training noise schedule)
 
+    @property
+    def device(self) -> torch.device:
+        return self.unet.device
+
+    def to(self, device: torch.device | str) -> Pipeline:
+        self.unet.to(device)
+        self.text_encoder.to(device)
+        return self
+
     def save(self, out_dir: Path, *, unet_only: bool = False) -> None:
         out_dir = Path(out_dir)
         self.unet.save_pretrained(out_dir / "unet")
@@ -105,12 +114,17 @@ class Pipeline:
     def encode(self, prompts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
         """Text states and attention mask for a batch of prompts ("" is the unconditional prompt)."""
         batch = self.tokenizer([p.lower() for p in prompts], padding="max_length", truncation=True, return_tensors="pt")
-        states = self.text_encoder(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
-        return states.last_hidden_state, batch["attention_mask"]
+        ids, mask = batch["input_ids"].to(self.device), batch["attention_mask"].to(self.device)
+        return self.text_encoder(input_ids=ids, attention_mask=mask).last_hidden_state, mask
+
+
+def best_device() -> torch.device:
+    """CUDA when the job was given a GPU (CUDA_VISIBLE_DEVICES), else the CPU."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def load(base_dir: Path, unet_dir: Path | None = None) -> Pipeline:
-    """θ0 from ``base_dir``, with the UNet of ``unet_dir`` (an expert, MORL or soup) when given."""
+    """θ0 from ``base_dir``, with the UNet of ``unet_dir`` (an expert, MORL or soup) when given, on the best device."""
     from diffusers import DDPMScheduler, UNet2DConditionModel
     from transformers import CLIPTextModel, PreTrainedTokenizerFast
 
@@ -120,7 +134,7 @@ def load(base_dir: Path, unet_dir: Path | None = None) -> Pipeline:
         text_encoder=CLIPTextModel.from_pretrained(base_dir / "text_encoder").eval(),
         unet=UNet2DConditionModel.from_pretrained(Path(unet_dir or base_dir) / "unet").eval(),
         scheduler=DDPMScheduler.from_pretrained(base_dir / "scheduler"),
-    )
+    ).to(best_device())
 
 
 def to_tensor(images: np.ndarray) -> torch.Tensor:
@@ -129,7 +143,7 @@ def to_tensor(images: np.ndarray) -> torch.Tensor:
 
 
 def to_uint8(x: torch.Tensor) -> np.ndarray:
-    return ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    return ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
 
 
 def initial_noise(seeds: Sequence[int], image_size: int) -> torch.Tensor:
@@ -161,7 +175,8 @@ def sample(
     starts = range(0, len(prompts), batch_size)
     for start in tqdm(starts, desc="sampling", unit="batch", disable=not progress):
         chunk = list(prompts[start : start + batch_size])
-        x = initial_noise(seeds[start : start + batch_size], size) * scheduler.init_noise_sigma
+        # Noise is drawn on the CPU: the same images start from the same noise on any device.
+        x = initial_noise(seeds[start : start + batch_size], size).to(pipe.device) * scheduler.init_noise_sigma
         cond, cond_mask = pipe.encode(chunk)
         uncond, uncond_mask = pipe.encode([""] * len(chunk))
         states, mask = torch.cat([uncond, cond]), torch.cat([uncond_mask, cond_mask])
@@ -180,8 +195,9 @@ def denoising_losses(pipe: Pipeline, images: torch.Tensor, prompts: Sequence[str
     The target follows the scheduler's ``prediction_type`` (ε, v or x0).
     """
     n = images.shape[0]
-    noise = torch.randn(images.shape, generator=generator)
-    t = torch.randint(0, pipe.scheduler.config.num_train_timesteps, (n,), generator=generator)
+    images = images.to(pipe.device)
+    noise = torch.randn(images.shape, generator=generator).to(pipe.device)
+    t = torch.randint(0, pipe.scheduler.config.num_train_timesteps, (n,), generator=generator).to(pipe.device)
     noisy = pipe.scheduler.add_noise(images, noise, t)
     kind = pipe.scheduler.config.prediction_type
     if kind == "epsilon":

@@ -137,7 +137,7 @@ def reward_weighted_finetune(
         for step in range(settings["steps"]):
             idx = rng.integers(0, len(data), settings["batch_size"])
             per_image = denoising_losses(pipe, data[idx], [prompts[i] for i in idx], generator)
-            loss = (w[idx] * per_image).mean()
+            loss = (w[idx].to(per_image.device) * per_image).mean()
             optimiser.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)

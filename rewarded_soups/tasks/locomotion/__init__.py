@@ -63,7 +63,7 @@ def finetune(
     log.info("fine-tuning on R_α with α = %g (weights %s)", alpha, weights)
     policy, metrics = train(io.load(Path(base_dir)), settings["data"], settings["finetune"], alpha, seed=seed)
     io.save(policy, Path(out_dir))
-    (Path(out_dir) / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    (Path(out_dir) / "train_metrics.json").write_text(json.dumps(metrics, indent=2))
     return metrics
 
 
