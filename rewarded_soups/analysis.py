@@ -18,8 +18,9 @@ REFERENCE_RULE = (
 
 
 def weight_matrix(table: pd.DataFrame, rewards: Sequence[str]) -> np.ndarray:
-    """Weight vector of every row, in ``rewards`` order (missing rewards weigh 0)."""
-    return np.array([[parse_mix(w).get(r, 0.0) for r in rewards] for w in table["weights"]], dtype=float)
+    """Weight vector of every row, in ``rewards`` order (missing rewards weigh 0; θ0 has none)."""
+    mixes = [parse_mix(w) if w else {} for w in table["weights"]]
+    return np.array([[m.get(r, 0.0) for r in rewards] for m in mixes], dtype=float).reshape(len(mixes), len(rewards))
 
 
 def rs_table(table: pd.DataFrame) -> pd.DataFrame:
@@ -61,12 +62,70 @@ def preference_comparison(table: pd.DataFrame, rewards: Sequence[str]) -> list[d
     return out
 
 
+def _on_pair(table: pd.DataFrame, rewards: Sequence[str], pair: Sequence[str]) -> np.ndarray:
+    """Rows whose weights lie on the pair only (other rewards weigh 0)."""
+    w = weight_matrix(table, rewards)
+    others = [i for i, r in enumerate(rewards) if r not in pair]
+    return np.all(w[:, others] == 0, axis=1) if others else np.ones(len(table), dtype=bool)
+
+
+def pair_summary(table: pd.DataFrame, rewards: Sequence[str], pair: Sequence[str]) -> dict[str, Any]:
+    """The front of two rewards (the paper's N=2 figures inside an N-reward task).
+
+    LMC over the soups between the pair's experts (on the pair's two rewards);
+    2-D hypervolumes of RS (experts + those soups), MORL runs whose μ weighs
+    only the pair, and the baselines present (ensemble: the experts and the
+    ensembles; wise: θ0, the experts and their interpolations toward θ0), all
+    against one reference built from every model's pair of scores.
+    """
+    pair = list(pair)
+    on_pair = _on_pair(table, rewards, pair)
+    experts = table[(table["kind"] == "expert") & on_pair]
+    experts = experts.iloc[np.argsort([int(np.argmax(w)) for w in weight_matrix(experts, pair)])]
+    soups = table[(table["kind"] == "soup") & on_pair]
+    margins = lmc_margins(experts[pair].to_numpy(float), weight_matrix(soups, pair), soups[pair].to_numpy(float))
+    ref = auto_reference(table[pair].to_numpy(float))
+    groups = {
+        "rs": pd.concat([experts, soups]),
+        "morl": table[(table["kind"] == "morl") & on_pair],
+        "ensemble": pd.concat([experts, table[(table["kind"] == "ensemble") & on_pair]]),
+        "wise": pd.concat([table[table["kind"].isin(["init"])], experts, table[table["kind"] == "wise"]]),
+    }
+    present = {"rs", "morl"} | {k for k in ("ensemble", "wise") if (table["kind"] == k).any()}
+    return {
+        "rewards": pair,
+        "lmc": lmc_summary(margins),
+        "hypervolume": {k: hypervolume(g[pair].to_numpy(float), ref) for k, g in groups.items() if k in present}
+        | {"reference": [float(x) for x in ref], "reference_rule": REFERENCE_RULE},
+    }
+
+
+def uniform_soup_comparison(table: pd.DataFrame, rewards: Sequence[str]) -> dict[str, Any] | None:
+    """Does the uniform soup of all N experts beat θ0, reward by reward (the paper's Figure 3c)?"""
+    n = len(rewards)
+    w = weight_matrix(table, rewards)
+    uniform = table[(table["kind"] == "soup") & np.all(np.isclose(w, 1.0 / n, atol=1e-3), axis=1)]
+    init = table[table["kind"] == "init"]
+    if n < 3 or not len(uniform) or not len(init):
+        return None
+    soup, base = uniform.iloc[0], init.iloc[0]
+    beats = [r for r in rewards if soup[r] > base[r]]
+    return {
+        "model": uniform.index[0],
+        "beats_init_on": beats,
+        "count": f"{len(beats)} of {n}",
+        "soup": {r: float(soup[r]) for r in rewards},
+        "init": {r: float(base[r]) for r in rewards},
+    }
+
+
 def summarise(
     scores: pd.DataFrame,
     rewards: Sequence[str],
     *,
     reference: Sequence[float] | None = None,
     timings: dict[str, float] | None = None,
+    pairs: Sequence[Sequence[str]] = (),
 ) -> dict[str, Any]:
     """Summary of one task's scores over the trained ``rewards``.
 
@@ -115,6 +174,7 @@ def summarise(
             "experts": list(experts.index),
             "soups": len(soups),
             "morl": list(morl.index),
+            "baselines": list(table.index[table["kind"].isin(["ensemble", "wise"])]),
         },
         "lmc": lmc,
         "hypervolume": {
@@ -129,5 +189,7 @@ def summarise(
             "morl_front": list(morl.index[pareto_front(morl_points)]) if len(morl_points) else [],
         },
         "preferences": preference_comparison(table, rewards),
+        "pairs": [pair_summary(table, rewards, p) for p in pairs],
+        "uniform_soup": uniform_soup_comparison(table, rewards),
         "timings": timings or {},
     }

@@ -83,7 +83,12 @@ def validate_config(config: dict[str, Any], schema: Path = GENERIC_SCHEMA) -> di
             raise ConfigError(f"{where}: {sorted(clash)} named both as reward and as metric")
         rewards = list(task["rewards"])
         for i, mu in enumerate(task["morl"]["mu"]):
-            if isinstance(mu, list):
+            if isinstance(mu, dict):
+                if set(mu) - set(rewards) or sum(mu.values()) <= 0:
+                    raise ConfigError(
+                        f"{where}.morl.mu[{i}]: {mu} must name rewards of {rewards} with a positive sum of weights"
+                    )
+            elif isinstance(mu, list):
                 if len(mu) != len(rewards) or sum(mu) <= 0:
                     raise ConfigError(
                         f"{where}.morl.mu[{i}]: {mu} must have one non-negative weight per reward "
@@ -94,6 +99,19 @@ def validate_config(config: dict[str, Any], schema: Path = GENERIC_SCHEMA) -> di
                     f"{where}.morl.mu[{i}]: a single number only works for two rewards; "
                     f"give a list of {len(rewards)} weights"
                 )
+        merge = task["merge"]
+        for i, pair in enumerate(merge.get("pairs") or []):
+            if set(pair) - set(rewards) or pair[0] == pair[1]:
+                raise ConfigError(f"{where}.merge.pairs[{i}]: {pair} must be two different rewards of {rewards}")
+        unknown_starts = [r for r in merge["subsets_from"] if r not in rewards]
+        if unknown_starts:
+            raise ConfigError(f"{where}.merge.subsets_from: {unknown_starts} are not rewards of this task ({rewards})")
+        if len(rewards) > 2 and not merge.get("pairs") and len(rewards) > 3 and merge["grid_points"] > 5:
+            raise ConfigError(
+                f"{where}.merge: the full simplex lattice of {len(rewards)} rewards at grid_points "
+                f"{merge['grid_points']} is too many soups; set merge.pairs (and merge.subsets_from) "
+                "or lower grid_points"
+            )
         axes = task["analysis"].get("axes", rewards[:2])
         unknown = [a for a in axes if a not in rewards]
         if unknown:
@@ -109,6 +127,13 @@ def validate_config(config: dict[str, Any], schema: Path = GENERIC_SCHEMA) -> di
             raise ConfigError(
                 f"{where}.plots.qualitative: {off_grid} are not on the λ grid of {steps + 1} points "
                 f"(multiples of 1/{steps}); pick grid values or change merge.grid_points"
+            )
+        implemented = getattr(module, "BASELINES", ())
+        unsupported = [b for b in ("ensemble", "wise") if task["baselines"][b] and b not in implemented]
+        if unsupported:
+            raise ConfigError(
+                f"{where}.baselines: task kind {kind!r} does not implement {unsupported}; "
+                f"it implements {list(implemented) or 'none'}"
             )
         check = getattr(module, "check_settings", None)
         if check is not None:

@@ -15,8 +15,8 @@ from rewarded_soups.grid import as_mix, is_vertex, mix_name, normalise, simplex_
 @dataclass(frozen=True)
 class Model:
     name: str  # unique within a task; used as a wildcard
-    kind: str  # init | expert | soup | morl
-    mix: dict[str, float]  # λ for soups and experts, μ for MORL, empty for init
+    kind: str  # init | expert | soup | morl | ensemble | wise
+    mix: dict[str, float]  # λ for soups, experts and ensembles, μ for MORL, α toward θ0 for wise, empty for init
     directory: str  # checkpoint directory, relative to results/{task}
 
     @property
@@ -45,16 +45,76 @@ def morl_mixes(task: dict[str, Any]) -> list[dict[str, float]]:
     names = rewards(task)
     mixes = []
     for mu in task["morl"]["mu"]:
-        vector = mu if isinstance(mu, list) else [mu, 1.0 - mu]
-        mixes.append(as_mix(names, normalise(vector)))
+        if isinstance(mu, dict):
+            vector = [mu.get(r, 0.0) for r in names]
+        else:
+            vector = mu if isinstance(mu, list) else [mu, 1.0 - mu]
+        mix = as_mix(names, normalise(vector))
+        # With many rewards, name only those that weigh (bleu1@0.5+rouge@0.5).
+        mixes.append({r: w for r, w in mix.items() if w > 0} if len(names) > 2 else mix)
     return mixes
 
 
+def front_pairs(task: dict[str, Any]) -> list[list[str]]:
+    """The pairs of rewards whose fronts are drawn: ``merge.pairs``, else the analysis axes."""
+    return [list(p) for p in (task["merge"].get("pairs") or [task["analysis"]["axes"]])]
+
+
+def _edge(pair: list[str], points: int) -> list[dict[str, float]]:
+    """Interior λ points between two experts; the mix names only the pair."""
+    return [{pair[0]: w[0], pair[1]: w[1]} for w in simplex_lattice(2, points) if not is_vertex(w)]
+
+
+def clockwise_subsets(names: list[str], start: str) -> list[list[str]]:
+    """The paper's Figure 4: M = 1..N experts taken in reward order, wrapping, from ``start``."""
+    i, n = names.index(start), len(names)
+    return [[names[(i + k) % n] for k in range(m)] for m in range(1, n + 1)]
+
+
 def soup_mixes(task: dict[str, Any]) -> list[dict[str, float]]:
-    """Interior points of the λ lattice; its vertices are the experts themselves."""
+    """The soups to build; vertices of the simplex are the experts themselves and are left out.
+
+    Without ``merge.pairs``: every interior point of the simplex lattice. With
+    it: the λ grid between each pair, the uniform soup of all experts, and
+    the clockwise subsets of ``merge.subsets_from`` (uniform over M < N experts).
+    """
     names = rewards(task)
-    lattice = simplex_lattice(len(names), task["merge"]["grid_points"])
-    return [as_mix(names, w) for w in lattice if not is_vertex(w)]
+    merge = task["merge"]
+    if not merge.get("pairs"):
+        lattice = simplex_lattice(len(names), merge["grid_points"])
+        return [as_mix(names, w) for w in lattice if not is_vertex(w)]
+    mixes = [mix for pair in merge["pairs"] for mix in _edge(list(pair), merge["grid_points"])]
+    if len(names) > 2:
+        mixes.append(as_mix(names, [1.0 / len(names)] * len(names)))
+    for start in merge.get("subsets_from", []):
+        for subset in clockwise_subsets(names, start)[1:-1]:
+            mixes.append({r: 1.0 / len(subset) for r in names if r in subset})
+    unique: dict[str, dict[str, float]] = {}
+    for mix in mixes:
+        unique.setdefault(mix_name(mix), mix)
+    return list(unique.values())
+
+
+def baseline_mixes(task: dict[str, Any], kind: str) -> list[dict[str, float]]:
+    """Mixes of the ``ensemble`` (two experts' predictions) and ``wise`` (expert toward θ0) baselines.
+
+    A WiSE mix names one expert and its weight α; θ0 carries 1 − α.
+    """
+    baselines = task.get("baselines", {})
+    if not baselines.get(kind):
+        return []
+    points = baselines["grid_points"]
+    mixes: list[dict[str, float]] = []
+    for pair in front_pairs(task):
+        if kind == "ensemble":
+            mixes += _edge(pair, points)
+        else:
+            alphas = [w[0] for w in simplex_lattice(2, points) if not is_vertex(w)]
+            mixes += [{r: a} for r in pair for a in alphas]
+    unique: dict[str, dict[str, float]] = {}
+    for mix in mixes:
+        unique.setdefault(mix_name(mix), mix)
+    return list(unique.values())
 
 
 def models(task: dict[str, Any]) -> list[Model]:
@@ -66,6 +126,10 @@ def models(task: dict[str, Any]) -> list[Model]:
         out.append(Model(f"soup-{mix_name(mix)}", "soup", mix, f"soups/{mix_name(mix)}"))
     for mix in morl_mixes(task):
         out.append(Model(f"morl-{mix_name(mix)}", "morl", mix, f"morl/{mix_name(mix)}"))
+    for mix in baseline_mixes(task, "ensemble"):
+        out.append(Model(f"ensemble-{mix_name(mix)}", "ensemble", mix, f"ensembles/{mix_name(mix)}"))
+    for mix in baseline_mixes(task, "wise"):
+        out.append(Model(f"wise-{mix_name(mix)}", "wise", mix, f"wise/{mix_name(mix)}"))
     return out
 
 

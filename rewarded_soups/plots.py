@@ -5,6 +5,8 @@
   Hypothesis 1 must beat.
 * :func:`plot_lambda_curves` — the paper's Figure 5b: every reward and metric
   as a function of λ.
+* :func:`plot_spider` — the paper's Figures 3c and 4: spider maps of all N > 2
+  rewards for θ0, the experts, the uniform soup, MORL and clockwise subsets.
 """
 
 from __future__ import annotations
@@ -25,7 +27,15 @@ from rewarded_soups.grid import format_weight
 from rewarded_soups.registry import METRIC_KINDS
 from rewarded_soups.scores import standard_errors, wide
 
-PALETTE = {"init": "#222222", "expert": "#1f77b4", "soup": "#1f77b4", "morl": "#d62728", "line": "#888888"}
+PALETTE = {
+    "init": "#222222",
+    "expert": "#1f77b4",
+    "soup": "#1f77b4",
+    "morl": "#d62728",
+    "line": "#888888",
+    "ensemble": "#2ca02c",
+    "wise": "#9467bd",
+}
 
 
 def edge_curve(table: pd.DataFrame, rewards: Sequence[str], pair: Sequence[str]) -> pd.DataFrame:
@@ -42,6 +52,28 @@ def edge_curve(table: pd.DataFrame, rewards: Sequence[str], pair: Sequence[str])
     rs = rs[on_edge]
     rs["lam"] = w[on_edge][:, idx[0]]
     return rs.sort_values("lam")
+
+
+def baseline_curves(table: pd.DataFrame, rewards: Sequence[str], pair: Sequence[str]) -> dict[str, pd.DataFrame]:
+    """Baselines on the pair's front: the ensemble curve (expert to expert, by λ of
+    ``pair[0]``) and one WiSE curve per expert (θ0 to the expert, by α)."""
+    w = weight_matrix(table, rewards)
+    idx = {r: list(rewards).index(r) for r in pair}
+    experts = {r: table[(table["kind"] == "expert") & np.isclose(w[:, idx[r]], 1.0)] for r in pair}
+    curves: dict[str, pd.DataFrame] = {}
+    ens = table["kind"] == "ensemble"
+    if ens.any():
+        others = [i for i in range(len(rewards)) if i not in idx.values()]
+        on = ens & (np.all(w[:, others] == 0, axis=1) if others else True)
+        rows = pd.concat([experts[pair[0]], table[on], experts[pair[1]]])
+        curves["ensemble"] = rows.assign(t=weight_matrix(rows, rewards)[:, idx[pair[0]]]).sort_values("t")
+    init = table[table["kind"] == "init"]
+    for r in pair:
+        wise = (table["kind"] == "wise") & (w[:, idx[r]] > 0)
+        if wise.any():
+            rows = pd.concat([init, table[wise], experts[r]])
+            curves[f"wise-{r}"] = rows.assign(t=weight_matrix(rows, rewards)[:, idx[r]]).sort_values("t")
+    return curves
 
 
 def morl_points(table: pd.DataFrame, rewards: Sequence[str], pair: Sequence[str]) -> pd.DataFrame:
@@ -118,6 +150,12 @@ def plot_front(
                 fontsize=7,
                 color=PALETTE["morl"],
             )
+    for name, rows in baseline_curves(table, rewards, axes).items():
+        if name == "ensemble":
+            style = {"color": PALETTE["ensemble"], "marker": "D", "label": "prediction ensembling (λ)"}
+        else:
+            style = {"color": PALETTE["wise"], "marker": "v", "label": f"WiSE: θ0 toward {name.removeprefix('wise-')}"}
+        ax.plot(rows[x], rows[y], ":", ms=5, lw=1.5, zorder=2, **style)
     init = table[table["kind"] == "init"]
     if len(init):
         ax.scatter(init[x], init[y], marker="o", s=70, color=PALETTE["init"], zorder=4, label="θ0 (pre-trained)")
@@ -173,4 +211,91 @@ def plot_lambda_curves(
     fig.tight_layout()
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=dpi)
+    plt.close(fig)
+
+
+def spider_groups(table: pd.DataFrame, rewards: Sequence[str], starts: Sequence[str]) -> list[tuple[str, pd.DataFrame]]:
+    """Panels of spider maps: θ0, the experts, the uniform soup and MORL (the paper's Figure 3c),
+    then per start the soups of M = 1..N experts taken clockwise (Figure 4)."""
+    from rewarded_soups.plan import clockwise_subsets
+
+    n = len(rewards)
+    w = weight_matrix(table, rewards)
+    uniform = (table["kind"] == "soup") & np.all(np.isclose(w, 1.0 / n, atol=1e-3), axis=1)
+    main = table[table["kind"].isin(["init", "expert", "morl"]) | uniform]
+    panels = [("θ0, experts, uniform soup, MORL", main)]
+    for start in starts:
+        rows = []
+        for subset in clockwise_subsets(list(rewards), start):
+            target = np.array([1.0 / len(subset) if r in subset else 0.0 for r in rewards])
+            match = table["kind"].isin(["expert", "soup"]) & np.all(np.isclose(w, target, atol=1e-3), axis=1)
+            rows.append(table[match].iloc[:1])
+        panels.append((f"uniform soups of M experts, clockwise from {start}", pd.concat(rows)))
+    return panels
+
+
+def _spider_label(name: str, kind: str) -> str:
+    if kind == "init":
+        return "θ0"
+    if kind == "expert":
+        return f"expert {name.removeprefix('expert-')}"
+    prefix = {"soup": "soup", "morl": "MORL"}.get(kind, kind)
+    return f"{prefix} " + "+".join(part.split("@")[0] for part in name.split("-", 1)[1].split("+"))
+
+
+def plot_spider(
+    scores: pd.DataFrame,
+    rewards: Sequence[str],
+    out: str | Path,
+    *,
+    starts: Sequence[str] = (),
+    title: str = "",
+    dpi: int = 150,
+) -> None:
+    """Spider maps (radar plots) of every reward, for tasks with N > 2 rewards.
+
+    Each axis is rescaled over the models shown in the figure: its minimum at
+    0.2, its maximum at 1 (the axis labels give the raw range), so that the
+    shapes compare models rather than metric scales.
+    """
+    table = wide(scores)
+    panels = spider_groups(table, rewards, starts)
+    shown = pd.concat([rows for _, rows in panels])
+    low, high = shown[list(rewards)].min(), shown[list(rewards)].max()
+    span = (high - low).replace(0, 1.0)
+    angles = np.linspace(0, 2 * np.pi, len(rewards), endpoint=False)
+    closed = np.append(angles, angles[:1])
+    sns.set_theme(style="white", context="notebook")
+    fig, axs = plt.subplots(
+        1, len(panels), figsize=(5.2 * len(panels), 5.4), subplot_kw={"projection": "polar"}, squeeze=False
+    )
+    for ax, (panel_title, rows) in zip(axs[0], panels):
+        # Clockwise from the top, as the paper draws them.
+        ax.set_theta_zero_location("N")
+        ax.set_theta_direction(-1)
+        colours = sns.color_palette("tab10", len(rows))
+        for colour, (name, row) in zip(colours, rows.iterrows()):
+            values = 0.2 + 0.8 * ((row[list(rewards)] - low) / span).to_numpy(float)
+            style = "--" if row["kind"] in ("init", "morl") else "-"
+            ax.plot(
+                closed,
+                np.append(values, values[:1]),
+                style,
+                color=colour,
+                lw=2,
+                label=_spider_label(str(name), row["kind"]),
+            )
+            ax.fill(closed, np.append(values, values[:1]), color=colour, alpha=0.06)
+        ax.set_xticks(angles)
+        ax.set_xticklabels([f"{r}\n[{low[r]:.3g}, {high[r]:.3g}]" for r in rewards], fontsize=8)
+        ax.set_yticks([0.2, 0.6, 1.0])
+        ax.set_yticklabels([])
+        ax.set_ylim(0, 1.05)
+        ax.set_title(panel_title, fontsize=10, pad=18)
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.08), ncol=2, frameon=False)
+    if title:
+        fig.suptitle(f"{title}: spider maps (axis minimum → 0.2, maximum → 1 over the models shown)", fontsize=11)
+    fig.tight_layout()
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=dpi, bbox_inches="tight")
     plt.close(fig)

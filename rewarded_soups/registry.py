@@ -26,6 +26,7 @@ TASKS: dict[str, str] = {
     "text": "rewarded_soups.tasks.text",
     "locomotion": "rewarded_soups.tasks.locomotion",
     "diffusion": "rewarded_soups.tasks.image",
+    "captioning": "rewarded_soups.tasks.captioning",
 }
 
 # Task kind -> the modality of what its models produce (rewards must match it).
@@ -33,6 +34,7 @@ TASK_MODALITY: dict[str, str] = {
     "text": "text",
     "locomotion": "episode",
     "diffusion": "image",
+    "captioning": "caption",
 }
 
 REWARD_KINDS: dict[str, RewardKind] = {
@@ -56,6 +58,14 @@ REWARD_KINDS: dict[str, RewardKind] = {
         "rewarded_soups.rewards.image", "image", "Hasler–Süsstrunk colourfulness (chroma spread and mean)"
     ),
     "contrast": RewardKind("rewarded_soups.rewards.image", "image", "RMS contrast: standard deviation of luminance"),
+    "bleu": RewardKind("rewarded_soups.rewards.captioning", "caption", "BLEU-n (n = 1..4) against the references"),
+    "rouge": RewardKind("rewarded_soups.rewards.captioning", "caption", "ROUGE-L F-measure against the references"),
+    "meteor": RewardKind(
+        "rewarded_soups.rewards.captioning", "caption", "METEOR 1.5 against the references (needs java on PATH)"
+    ),
+    "cider": RewardKind(
+        "rewarded_soups.rewards.captioning", "caption", "CIDEr-D, document frequencies from the training references"
+    ),
     "smoothness": RewardKind(
         "rewarded_soups.rewards.image",
         "image",

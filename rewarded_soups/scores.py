@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 COLUMNS = ["model", "kind", "weights", "reward", "mean", "std", "n"]
-MODEL_KINDS = ("init", "expert", "soup", "morl")
+MODEL_KINDS = ("init", "expert", "soup", "morl", "ensemble", "wise")
 
 
 def read_score_files(paths: Iterable[str | Path]) -> pd.DataFrame:

@@ -18,6 +18,7 @@ rule summary:
         rewards=lambda w: plan.rewards(TASKS[w.task]),
         metrics=lambda w: list(TASKS[w.task]["metrics"]),
         reference=lambda w: TASKS[w.task]["analysis"]["reference"],
+        pairs=lambda w: plan.front_pairs(TASKS[w.task]),
     log:
         "logs/{task}/summary.log",
     benchmark:
@@ -81,6 +82,28 @@ rule samples_table:
         conda_env
     script:
         "../scripts/samples_table.py"
+
+
+rule spider:
+    input:
+        scores="results/{task}/scores.csv",
+    output:
+        report(
+            "results/{task}/figures/spider.{fmt}",
+            caption="../report/spider.rst",
+            category="{task}",
+            subcategory="spider maps",
+        ),
+    params:
+        rewards=lambda w: plan.rewards(TASKS[w.task]),
+        starts=lambda w: TASKS[w.task]["merge"]["subsets_from"],
+        dpi=lambda w: TASKS[w.task]["plots"]["dpi"],
+    log:
+        "logs/{task}/spider_{fmt}.log",
+    conda:
+        "../envs/analysis.yaml"
+    script:
+        "../scripts/spider.py"
 
 
 rule qualitative:

@@ -7,7 +7,7 @@ from snakemake.exceptions import WorkflowError
 
 from rewarded_soups import plan
 from rewarded_soups.config import ConfigError, validate_config
-from rewarded_soups.grid import parse_mix
+from rewarded_soups.grid import normalise, parse_mix
 from rewarded_soups.registry import load_task
 
 try:
@@ -20,10 +20,12 @@ SEED = config["seed"]
 
 # Which config sections each stage reads: they go through params:, so a change
 # reruns exactly the stages (and branches) that read it.
+# A "section.key" entry passes one key: which soups exist (merge.grid_points,
+# pairs, subsets) must not make the existing ones stale, only how one is made.
 STAGE_SECTIONS = {
     "pretrain": ("data", "pretrain"),
     "finetune": ("data", "finetune"),
-    "merge": ("merge",),
+    "merge": ("merge.lora_mode",),
     "generate": ("data", "evaluate"),
 }
 
@@ -39,7 +41,14 @@ wildcard_constraints:
 def settings(stage):
     def get(wildcards):
         task = TASKS[wildcards.task]
-        return plan.canonical({section: task[section] for section in STAGE_SECTIONS[stage]})
+        out = {}
+        for entry in STAGE_SECTIONS[stage]:
+            section, _, key = entry.partition(".")
+            if key:
+                out.setdefault(section, {})[key] = task[section][key]
+            else:
+                out[section] = task[section]
+        return plan.canonical(out)
 
     return get
 
@@ -86,6 +95,12 @@ def soup_experts(wildcards):
     return [f"results/{wildcards.task}/experts/{r}" for r, w in mix.items() if w > 0]
 
 
+def wise_expert(wildcards):
+    """The expert a WiSE model moves toward θ0 (its mix names one reward)."""
+    (reward,) = parse_mix(wildcards.mix)
+    return f"results/{wildcards.task}/experts/{reward}"
+
+
 def score_files(wildcards):
     task = TASKS[wildcards.task]
     return [
@@ -123,6 +138,7 @@ def analysis_targets():
             f"results/{name}/summary.json",
             f"results/{name}/figures/front.{fmt}",
             f"results/{name}/figures/lambda_curves.{fmt}",
+            *([f"results/{name}/figures/spider.{fmt}"] if len(task["rewards"]) > 2 else []),
             f"results/{name}/figures/samples.md",
         ]
         if has_qualitative(task):

@@ -7,11 +7,55 @@ rule soup:
     params:
         kind=task_kind,
         settings=settings("merge"),
-        weights=lambda w: [m for m in parse_mix(w.mix).values() if m > 0],
+        # Names round λ to 4 decimals (1/3 -> 0.3333): renormalise to sum 1.
+        weights=lambda w: list(normalise([m for m in parse_mix(w.mix).values() if m > 0])),
     log:
         "logs/{task}/soups/{mix}.log",
     benchmark:
         "benchmarks/{task}/soups/{mix}.tsv"
+    conda:
+        conda_env
+    script:
+        "../scripts/merge.py"
+
+
+# Baselines of the paper's captioning experiments (tasks list what they
+# implement in BASELINES): prediction ensembling of two experts, and WiSE,
+# an expert interpolated toward θ0 (θ0 is a member of the merge, weight 1 − α).
+rule ensemble:
+    input:
+        base="results/{task}/pretrain/model",
+        experts=soup_experts,
+    output:
+        directory("results/{task}/ensembles/{mix}"),
+    params:
+        kind=task_kind,
+        settings=settings("merge"),
+        # Names round λ to 4 decimals (1/3 -> 0.3333): renormalise to sum 1.
+        weights=lambda w: list(normalise([m for m in parse_mix(w.mix).values() if m > 0])),
+        method="ensemble",
+    log:
+        "logs/{task}/ensembles/{mix}.log",
+    conda:
+        conda_env
+    script:
+        "../scripts/merge.py"
+
+
+rule wise:
+    input:
+        base="results/{task}/pretrain/model",
+        experts=lambda w: ["results/{task}/pretrain/model".format(task=w.task), wise_expert(w)],
+    output:
+        directory("results/{task}/wise/{mix}"),
+    params:
+        kind=task_kind,
+        settings=settings("merge"),
+        weights=lambda w: [1.0 - next(iter(parse_mix(w.mix).values())), next(iter(parse_mix(w.mix).values()))],
+    log:
+        "logs/{task}/wise/{mix}.log",
+    benchmark:
+        "benchmarks/{task}/wise/{mix}.tsv"
     conda:
         conda_env
     script:

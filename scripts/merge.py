@@ -1,4 +1,4 @@
-"""Interpolate the experts' weights for one λ (rule soup)."""
+"""Combine experts for one λ: interpolate weights (rules soup, wise) or ensemble predictions (rule ensemble)."""
 
 import sys
 from pathlib import Path
@@ -12,7 +12,8 @@ with logged(snakemake) as log:
     task = load_task(snakemake.params.kind)
     experts = [Path(p) for p in snakemake.input.experts]
     log.info("λ %s over %s", snakemake.params.weights, [p.name for p in experts])
-    task.merge(
+    combine = getattr(task, snakemake.params.get("method", "merge"))
+    combine(
         Path(snakemake.input.base),
         experts,
         list(snakemake.params.weights),

@@ -21,6 +21,7 @@ with logged(snakemake) as log:
         snakemake.params.rewards,
         reference=snakemake.params.reference,
         timings=timings,
+        pairs=snakemake.params.pairs,
     )
     summary = {"task": snakemake.wildcards.task, **summary, "metrics": list(snakemake.params.metrics)}
     summary["pretrain"] = read_json(snakemake.input.pretrain)

@@ -1,0 +1,264 @@
+"""Image captioning (paper Section 3.2, Appendix E): one expert per captioning metric.
+
+θ0 is a small image-to-text model (a convolutional encoder and a GPT-2
+decoder with cross-attention, :mod:`.model`) trained from scratch with
+cross-entropy on generated scenes of shapes and their five reference
+captions (:mod:`rewarded_soups.data.shapes`), then optimised on CIDEr with
+self-critical REINFORCE like the paper's initialisation. Experts and MORL
+run the same self-critical training from θ0 on their (mixed) reward
+(:mod:`.scst`); soups interpolate full state dicts. Samples are the greedy
+captions of the test images with their references (``captions.json``).
+
+Baselines of the paper's captioning experiments, when enabled in the
+config: prediction ensembling of two experts (:func:`ensemble`, Figure 5c)
+and interpolation toward θ0 (WiSE, Figure 14e; :func:`merge` with θ0 as a member).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+CAPTIONS_FILE = "captions.json"
+VOCAB_FILE = "vocab.json"
+REFERENCES_FILE = "train_references.json"  # CIDEr's document-frequency corpus, saved with θ0
+ENSEMBLE_FILE = "ensemble.json"
+# The workflow's generic baselines this task implements.
+BASELINES = ("ensemble", "wise")
+
+
+def check_settings(task: dict[str, Any]) -> None:
+    model = task["pretrain"]["model"]
+    if model["d_model"] % model["heads"]:
+        raise ValueError(f"pretrain.model.d_model ({model['d_model']}) must be a multiple of heads ({model['heads']})")
+    if task["data"]["image_size"] % 4:
+        raise ValueError(f"data.image_size ({task['data']['image_size']}) must be a multiple of 4 (encoder stride)")
+    for section in ("finetune", "evaluate"):
+        if task[section]["max_len"] > model["max_len"]:
+            raise ValueError(
+                f"{section}.max_len ({task[section]['max_len']}) exceeds pretrain.model.max_len ({model['max_len']})"
+            )
+
+
+def _setup(threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(max(1, threads))
+
+
+def _splits(data: dict[str, Any], seed: int):
+    from rewarded_soups.tasks.captioning.data import make_splits
+
+    return make_splits(
+        data["train_images"], data["valid_images"], data["test_images"], seed, data["image_size"], data["captions"]
+    )
+
+
+def _reward_fn(rewards: dict[str, dict[str, Any]], weights: dict[str, float], df_references):
+    """Σ weights[r]·R_r over captions, and the scorers to close (METEOR holds a Java process)."""
+    from rewarded_soups.registry import build_reward
+
+    scorers = {name: build_reward(spec, context={"df_references": df_references}) for name, spec in rewards.items()}
+
+    def reward(candidates, references):
+        total = [0.0] * len(candidates)
+        for name, scorer in scorers.items():
+            for i, value in enumerate(scorer(candidates, references)):
+                total[i] += weights[name] * value
+        return total
+
+    return reward, list(scorers.values())
+
+
+def _close(scorers) -> None:
+    for s in scorers:
+        if hasattr(s, "close"):
+            s.close()
+
+
+def pretrain(out_dir: Path, settings: dict[str, Any], *, seed: int, threads: int) -> dict[str, Any]:
+    """Cross-entropy from scratch, then self-critical training on CIDEr (the paper's initialisation)."""
+    _setup(threads)
+    from rewarded_soups.tasks.captioning import model as captioner
+    from rewarded_soups.tasks.captioning.data import build_vocab, flat_captions
+    from rewarded_soups.tasks.captioning.scst import greedy_captions, train_scst, train_xent
+
+    data, cfg = settings["data"], settings["pretrain"]
+    splits = _splits(data, seed)
+    vocab = build_vocab(flat_captions(splits.train.captions))
+    model = captioner.build(captioner.make_config(len(vocab), image_size=data["image_size"], **cfg["model"]), seed)
+    log.info("θ0: %d parameters, vocabulary %d words", captioner.parameter_count(model), len(vocab))
+    xent = train_xent(
+        model,
+        splits.train.images,
+        splits.train.captions,
+        vocab,
+        steps=cfg["xent_steps"],
+        batch_size=cfg["batch_size"],
+        lr=cfg["learning_rate"],
+        seed=seed,
+    )
+    references = [list(c) for c in splits.train.captions]
+    reward, scorers = _reward_fn({"cider": {"kind": "cider"}}, {"cider": 1.0}, references)
+    try:
+        valid = splits.valid
+        valid_before = sum(reward(greedy_captions(model, valid.images, vocab, model.max_len), valid.captions))
+        scst = train_scst(
+            model,
+            splits.train.images,
+            splits.train.captions,
+            reward,
+            vocab,
+            steps=cfg["scst_steps"],
+            batch_size=cfg["scst_batch_size"],
+            lr=cfg["scst_learning_rate"],
+            max_len=cfg["scst_max_len"],
+            seed=seed,
+        )
+        valid_after = sum(reward(greedy_captions(model, valid.images, vocab, model.max_len), valid.captions))
+    finally:
+        _close(scorers)
+    out_dir = Path(out_dir)
+    captioner.save(model, out_dir)
+    vocab.save(out_dir / VOCAB_FILE)
+    (out_dir / REFERENCES_FILE).write_text(json.dumps(references))
+    n_valid = len(splits.valid.captions)
+    return {
+        "xent_final_loss": xent["loss"][-1] if xent["loss"] else None,
+        "valid_cider_after_xent": valid_before / n_valid,
+        "valid_cider_after_scst": valid_after / n_valid,
+        "seconds": xent["seconds"] + scst["seconds"],
+    }
+
+
+def finetune(
+    base_dir: Path,
+    out_dir: Path,
+    rewards: dict[str, dict[str, Any]],
+    weights: dict[str, float],
+    settings: dict[str, Any],
+    *,
+    seed: int,
+    threads: int,
+) -> dict[str, Any]:
+    """Self-critical REINFORCE from θ0 on Σ weights[r]·R_r (an expert when one weight is 1)."""
+    _setup(threads)
+    from rewarded_soups.tasks.captioning import model as captioner
+    from rewarded_soups.tasks.captioning.data import Vocab
+    from rewarded_soups.tasks.captioning.scst import train_scst
+
+    base_dir, cfg = Path(base_dir), settings["finetune"]
+    splits = _splits(settings["data"], seed)
+    model = captioner.load(base_dir)
+    vocab = Vocab.load(base_dir / VOCAB_FILE)
+    reward, scorers = _reward_fn(rewards, weights, json.loads((base_dir / REFERENCES_FILE).read_text()))
+    log.info("self-critical training on %s", " + ".join(f"{w:g}·{r}" for r, w in weights.items()))
+    try:
+        metrics = train_scst(
+            model,
+            splits.train.images,
+            splits.train.captions,
+            reward,
+            vocab,
+            steps=cfg["steps"],
+            batch_size=cfg["batch_size"],
+            lr=cfg["learning_rate"],
+            max_len=cfg["max_len"],
+            seed=seed,
+        )
+    finally:
+        _close(scorers)
+    out_dir = Path(out_dir)
+    captioner.save(model, out_dir)
+    (out_dir / "train_metrics.json").write_text(json.dumps(metrics, indent=2))
+    return {k: metrics[k] for k in ("steps", "seconds")} | {"final_greedy_reward": metrics["greedy_reward"][-1:]}
+
+
+def merge(
+    base_dir: Path, expert_dirs: list[Path], weights: list[float], out_dir: Path, settings: dict[str, Any]
+) -> None:
+    """Σ λ_i θ_i over full state dicts; a member may be θ0 itself (WiSE)."""
+    from rewarded_soups.merging import interpolate
+    from rewarded_soups.tasks.captioning import model as captioner
+
+    members = [captioner.load(Path(d)) for d in expert_dirs]
+    soup = members[0]
+    soup.load_state_dict(interpolate([m.state_dict() for m in members], weights))
+    captioner.save(soup, Path(out_dir))
+
+
+def ensemble(
+    base_dir: Path, expert_dirs: list[Path], weights: list[float], out_dir: Path, settings: dict[str, Any]
+) -> None:
+    """A prediction ensemble is its members and weights: written down here, decoded in :func:`generate`."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    manifest = {"members": [str(Path(d)) for d in expert_dirs], "weights": [float(w) for w in weights]}
+    (out_dir / ENSEMBLE_FILE).write_text(json.dumps(manifest, indent=2))
+
+
+def generate(
+    base_dir: Path, model_dir: Path | None, out_dir: Path, settings: dict[str, Any], *, seed: int, threads: int
+) -> None:
+    """Greedy captions of the test images (the paper evaluates greedy/beam decoding), with their references."""
+    _setup(threads)
+    import torch
+
+    from rewarded_soups.tasks.captioning import model as captioner
+    from rewarded_soups.tasks.captioning.data import Vocab
+    from rewarded_soups.tasks.captioning.model import images_to_tensor
+    from rewarded_soups.tasks.captioning.scst import greedy_captions
+
+    base_dir, cfg = Path(base_dir), settings["evaluate"]
+    test = _splits(settings["data"], seed).test
+    images, references = test.images[: cfg["n_images"]], test.captions[: cfg["n_images"]]
+    vocab = Vocab.load(base_dir / VOCAB_FILE)
+    model_dir = Path(model_dir) if model_dir is not None else base_dir
+    if (model_dir / ENSEMBLE_FILE).exists():
+        manifest = json.loads((model_dir / ENSEMBLE_FILE).read_text())
+        members = [captioner.load(Path(d)) for d in manifest["members"]]
+        pixels = images_to_tensor(images)
+        captions = []
+        for start in range(0, len(pixels), 256):
+            ids = captioner.ensemble_greedy(members, manifest["weights"], pixels[start : start + 256], cfg["max_len"])
+            captions += vocab.decode_batch(ids.tolist())
+    else:
+        with torch.no_grad():
+            captions = greedy_captions(captioner.load(model_dir), images, vocab, cfg["max_len"])
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    records = [{"caption": c, "references": list(r)} for c, r in zip(captions, references)]
+    (out_dir / CAPTIONS_FILE).write_text(json.dumps(records, indent=1))
+
+
+def read_captions(samples_dir: Path) -> list[dict[str, Any]]:
+    return json.loads((Path(samples_dir) / CAPTIONS_FILE).read_text())
+
+
+def score(samples_dir: Path, reward: dict[str, Any], *, base_dir: Path, threads: int) -> list[float]:
+    from rewarded_soups.registry import build_reward
+
+    records = read_captions(samples_dir)
+    df = json.loads((Path(base_dir) / REFERENCES_FILE).read_text())
+    scorer = build_reward(reward, context={"df_references": df})
+    try:
+        return scorer([r["caption"] for r in records], [r["references"] for r in records])
+    finally:
+        _close([scorer])
+
+
+def samples_table(samples: dict[str, Path], n: int) -> str:
+    """Markdown: for each of the first ``n`` test images, one reference and every model's caption."""
+    columns = {label: read_captions(Path(path)) for label, path in samples.items()}
+    first = next(iter(columns.values()))
+    lines = ["Greedy captions of the first test images, model by model (λ: interpolation weights).", ""]
+    for i in range(min(n, len(first))):
+        lines += [f"### Image {i}", "", f"Reference: *{first[i]['references'][0]}*", "", "| model | caption |"]
+        lines.append("| --- | --- |")
+        lines += [f"| {label} | {records[i]['caption']} |" for label, records in columns.items()]
+        lines.append("")
+    return "\n".join(lines)

@@ -12,6 +12,7 @@ mode give the same log-probabilities (the SCST sample and its gradient).
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -224,3 +225,37 @@ def load(model_dir: Path) -> Captioner:
 
 def parameter_count(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
+
+
+@torch.no_grad()
+def ensemble_greedy(
+    models: Sequence[Captioner], weights: Sequence[float], images: torch.Tensor, max_len: int
+) -> torch.Tensor:
+    """Greedy decoding of the prediction ensemble: argmax of Σ w_i p_i(token) at every step.
+
+    The paper's Figure 5(c) baseline: it interpolates the experts' predictions
+    instead of their weights, at the cost of one forward pass per member.
+    """
+    if len(models) != len(weights) or not models:
+        raise ValueError(f"{len(models)} models but {len(weights)} weights")
+    n = images.shape[0]
+    memories = [m.encoder(images) for m in models]
+    pasts: list[Any] = [None] * len(models)
+    ids = torch.full((n, max_len), PAD_ID, dtype=torch.long, device=images.device)
+    done = torch.zeros(n, dtype=torch.bool, device=images.device)
+    step_input = torch.full((n, 1), BOS_ID, dtype=torch.long, device=images.device)
+    for t in range(max_len):
+        probs = 0.0
+        for i, (model, memory, w) in enumerate(zip(models, memories, weights)):
+            out = model.decoder(
+                input_ids=step_input, encoder_hidden_states=memory, past_key_values=pasts[i], use_cache=True
+            )
+            pasts[i] = out.past_key_values
+            probs = probs + w * torch.softmax(out.logits[:, -1].float(), dim=-1)
+        token = probs.argmax(dim=-1).masked_fill(done, PAD_ID)
+        ids[:, t] = token
+        done |= token == EOS_ID
+        if bool(done.all()):
+            break
+        step_input = token.unsqueeze(1)
+    return ids
