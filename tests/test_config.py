@@ -1,6 +1,8 @@
 import copy
+from pathlib import Path
 
 import pytest
+import yaml
 
 from rewarded_soups.config import ConfigError, validate_config
 from rewarded_soups.plan import models, morl_mixes, soup_mixes
@@ -102,3 +104,17 @@ def test_default_sections_are_not_shared_between_tasks():
     validate_config(config)
     assert config["tasks"]["a"]["analysis"]["axes"] == ["s", "c"]
     assert config["tasks"]["b"]["analysis"]["axes"] == ["risky", "safe"]
+
+
+@pytest.mark.parametrize("name", ["paper-locomotion", "paper-image", "paper-captioning"])
+def test_accelerator_configs_validate_over_the_default_and_run_one_task(name):
+    """A --configfile is merged over config.yaml (snakemake's update_config): each paper config keeps one task."""
+    from snakemake.utils import update_config
+
+    root = Path(__file__).resolve().parent.parent
+    config = yaml.safe_load((root / "config.yaml").read_text())
+    update_config(config, yaml.safe_load((root / "config" / f"{name}.yaml").read_text()))
+    config = validate_config(config)
+    enabled = [t for t, task in config["tasks"].items() if task["enabled"]]
+    assert enabled == [{"paper-locomotion": "locomotion"}.get(name, name.removeprefix("paper-"))]
+    assert all(config["tasks"][enabled[0]]["resources"][stage]["gpu"] == 1 for stage in ("pretrain", "finetune"))

@@ -137,6 +137,29 @@ def test_image_artifacts(run):
     assert not list(results.rglob("*.bin")) and not list(results.rglob("*.pkl"))
 
 
+def test_captioning_artifacts(run):
+    workdir, _ = run
+    results = workdir / "results" / "captioning"
+    scores = pd.read_csv(results / "scores.csv", keep_default_na=False)
+    assert set(scores["kind"]) == {"init", "expert", "soup", "morl", "ensemble", "wise"}
+    assert set(scores["reward"]) == {"bleu1", "bleu4", "rouge", "meteor", "cider"}
+    # θ0, 5 experts, 5 soups (pair λ=0.5, uniform, clockwise M=2..4), MORL, 1 ensemble, 2 WiSE; × 5 metrics.
+    assert len(scores) == 15 * 5 and (scores["n"] == 8).all()
+    assert ((scores["mean"] >= 0) & (scores["mean"] <= 10)).all()
+    summary = json.loads((results / "summary.json").read_text())
+    pair = summary["pairs"][0]
+    assert pair["rewards"] == ["bleu1", "rouge"] and pair["lmc"]["n_points"] == 1
+    assert set(pair["hypervolume"]) >= {"rs", "morl", "ensemble", "wise"}
+    assert summary["uniform_soup"]["model"] == "soup-bleu1@0.2+bleu4@0.2+rouge@0.2+meteor@0.2+cider@0.2"
+    spider = results / "figures" / "spider.png"
+    assert spider.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and spider.stat().st_size > 20_000
+    assert "| expert-bleu1 |" in (results / "figures" / "samples.md").read_text()
+    ensemble = json.loads((results / "ensembles" / "bleu1@0.5+rouge@0.5" / "ensemble.json").read_text())
+    assert ensemble["weights"] == [0.5, 0.5] and len(ensemble["members"]) == 2
+    for directory in ("pretrain/model", "experts/meteor", "wise/rouge@0.5", "morl/bleu1@0.5+rouge@0.5"):
+        assert (results / directory / "model.safetensors").exists(), directory
+
+
 def test_noop_rerun_plans_nothing(run):
     workdir, config = run
     assert planned_jobs(workdir, config) == []
@@ -210,7 +233,7 @@ def test_changing_an_image_metric_only_rescores(run):
 def test_same_config_and_seed_give_the_same_scores(run, tmp_path):
     workdir, config = run
     shutil.copy(config, tmp_path / "config.yaml")
-    targets = [f"results/{task}/scores.csv" for task in ("text", "locomotion", "image")]
+    targets = [f"results/{task}/scores.csv" for task in ("text", "locomotion", "image", "captioning")]
     result = snakemake(tmp_path, tmp_path / "config.yaml", *targets)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     for target in targets:
@@ -230,7 +253,7 @@ def test_bad_config_fails_before_any_job_and_names_the_key(run, tmp_path):
     assert sorted(p.relative_to(workdir) for p in (workdir / "results").rglob("*")) == before
 
 
-ANALYSIS_RULES = {"summary", "figures", "samples_table", "qualitative", "regenerate"}
+ANALYSIS_RULES = {"summary", "figures", "samples_table", "qualitative", "spider", "regenerate"}
 
 
 def test_plot_settings_change_no_training_or_evaluation(run, tmp_path):
@@ -253,9 +276,9 @@ def test_report_has_every_task_with_captions(run):
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     html = report.read_text()
     # Captions are rendered per task (the Jinja template names the task).
-    for task in ("text", "locomotion", "image"):
+    for task in ("text", "locomotion", "image", "captioning"):
         assert f'Pareto front</strong> of task <tt class=\\"docutils literal\\">{task}</tt>' in html, task
-    for text in ("Hypothesis 1 (linear", "Qualitative samples", "rewards against"):
+    for text in ("Hypothesis 1 (linear", "Qualitative samples", "rewards against", "Spider maps"):
         assert text in html, text
 
 
@@ -267,7 +290,7 @@ def test_regenerate_rebuilds_figures_from_cached_scores_only(run):
     result = snakemake(workdir, config, "regenerate", "--dry-run")
     assert result.returncode == 0, result.stdout + result.stderr
     jobs = re.findall(r"^(?:local)?rule (\w+):", result.stdout + result.stderr, flags=re.M)
-    assert set(jobs) == {"figures", "samples_table", "qualitative", "regenerate"}, jobs
+    assert set(jobs) == {"figures", "samples_table", "qualitative", "spider", "regenerate"}, jobs
     result = snakemake(workdir, config, "regenerate")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert (workdir / "results" / "locomotion" / "figures" / "front.png").exists()

@@ -136,7 +136,10 @@ def reward_weighted_finetune(
     with _progress(settings["steps"], "reward-weighted fine-tuning") as bar:
         for step in range(settings["steps"]):
             idx = rng.integers(0, len(data), settings["batch_size"])
-            per_image = denoising_losses(pipe, data[idx], [prompts[i] for i in idx], generator)
+            # As in pre-training, some prompts are dropped: the unconditional branch that
+            # classifier-free guidance subtracts then moves with the conditional one.
+            batch_prompts = ["" if rng.random() < settings["caption_dropout"] else prompts[i] for i in idx]
+            per_image = denoising_losses(pipe, data[idx], batch_prompts, generator)
             loss = (w[idx].to(per_image.device) * per_image).mean()
             optimiser.zero_grad()
             loss.backward()
