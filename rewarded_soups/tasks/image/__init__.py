@@ -153,7 +153,10 @@ def finetune(
         reward[kept].mean(),
     )
     torch.manual_seed(seed)
-    metrics = reward_weighted_finetune(pipe, images[kept], [prompts[i] for i in kept], loss_weights, cfg, seed=seed)
+    anchor = _scenes(data, "train", data["train_scenes"], seed)
+    metrics = reward_weighted_finetune(
+        pipe, images[kept], [prompts[i] for i in kept], loss_weights, cfg, seed=seed, anchor=anchor
+    )
     metrics |= {"offline_reward_mean": float(reward.mean()), "kept_reward_mean": float(reward[kept].mean())}
     pipe.save(Path(out_dir), unet_only=True)
     (Path(out_dir) / "train_metrics.json").write_text(json.dumps(metrics, indent=2))

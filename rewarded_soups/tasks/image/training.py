@@ -121,8 +121,15 @@ def reward_weighted_finetune(
     settings: dict[str, Any],
     *,
     seed: int,
+    anchor: tuple[np.ndarray, Sequence[Sequence[str]]] | None = None,
 ) -> dict[str, Any]:
-    """Minimise Σ w_i · denoising loss_i over the kept samples, training the selected UNet subset only."""
+    """Minimise Σ w_i · denoising loss_i over the kept samples, training the selected UNet subset only.
+
+    With ``anchor`` (the pre-training images and captions), the pre-training
+    denoising loss on a batch of them is added with weight
+    ``pretrain_loss_weight`` (β in Lee et al. 2023): training on its own
+    samples alone drifts the model toward blurrier images than it was trained on.
+    """
     trainable, total = select_trainable(pipe.unet)
     pipe.text_encoder.requires_grad_(False)
     log.info("training %d of %d UNet parameters (%.1f%%)", trainable, total, 100 * trainable / total)
@@ -141,6 +148,11 @@ def reward_weighted_finetune(
             batch_prompts = ["" if rng.random() < settings["caption_dropout"] else prompts[i] for i in idx]
             per_image = denoising_losses(pipe, data[idx], batch_prompts, generator)
             loss = (w[idx].to(per_image.device) * per_image).mean()
+            if anchor is not None and settings["pretrain_loss_weight"] > 0:
+                real = rng.integers(0, len(anchor[0]), settings["batch_size"])
+                real_prompts = [anchor[1][i][rng.integers(len(anchor[1][i]))] for i in real]
+                real_loss = denoising_losses(pipe, to_tensor(anchor[0][real]), real_prompts, generator).mean()
+                loss = loss + settings["pretrain_loss_weight"] * real_loss
             optimiser.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
