@@ -135,6 +135,32 @@ def test_tiny_run_trains_a_tenth_of_the_unet_and_samples_the_same_prompts(tiny_r
     assert len(values) == 3 and all(0 <= v <= 1 for v in values)
 
 
+def test_saved_samples_are_the_sampled_images(tiny_run):
+    """Channels last and contiguous: a permuted view once reached safetensors and was saved scrambled."""
+    from rewarded_soups.tasks.image.model import load, sample
+
+    root, _, ev = tiny_run
+    images, prompts = task.read_samples(root / "samples" / "soup")
+    seeds = task._seeds(0, "test", len(prompts))
+    cfg = ev["evaluate"]
+    fresh = sample(
+        load(root / "base", root / "soup"),
+        prompts,
+        seeds,
+        inference_steps=cfg["inference_steps"],
+        guidance_scale=cfg["guidance_scale"],
+        progress=False,
+    )
+    assert fresh.flags["C_CONTIGUOUS"]
+    np.testing.assert_array_equal(images, fresh)
+    # A flat image stays flat: every pixel of a constant render has the same RGB triple.
+    flat = np.full((1, 8, 8, 3), (200, 30, 60), dtype=np.uint8)
+    from safetensors.numpy import load_file, save_file
+
+    save_file({"images": flat}, str(root / "flat.safetensors"))
+    assert (load_file(str(root / "flat.safetensors"))["images"][0, 3, 5] == (200, 30, 60)).all()
+
+
 def test_tiny_run_is_deterministic_and_draws_the_grid(tiny_run, tmp_path):
     root, _, ev = tiny_run
     task.generate(root / "base", root / "soup", tmp_path / "again", ev, seed=0, threads=1)

@@ -143,7 +143,10 @@ def to_tensor(images: np.ndarray) -> torch.Tensor:
 
 
 def to_uint8(x: torch.Tensor) -> np.ndarray:
-    return ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+    # Contiguous: safetensors writes the raw buffer, and a permuted view would be saved scrambled.
+    return np.ascontiguousarray(
+        ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+    )
 
 
 def initial_noise(seeds: Sequence[int], image_size: int) -> torch.Tensor:
