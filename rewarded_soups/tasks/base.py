@@ -7,6 +7,12 @@ Optional: a task module may also define ``qualitative(samples, out_dir,
 settings)`` (label -> samples directory, for θ0 and the λ values of
 ``plots.qualitative``; ``settings`` holds the data and evaluate sections);
 the workflow then adds the ``qualitative`` rule for it.
+
+Optional baselines (paper Figures 5c and 14e), listed in a module-level
+``BASELINES`` tuple: ``"wise"`` needs :func:`merge` to accept θ0's
+directory as a member; ``"ensemble"`` needs ``ensemble(base_dir,
+expert_dirs, weights, out_dir, settings)``, whose output directory
+:func:`generate` then accepts as ``model_dir``.
 """
 
 from __future__ import annotations
