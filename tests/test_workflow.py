@@ -261,7 +261,7 @@ def test_plot_settings_change_no_training_or_evaluation(run, tmp_path):
     data = yaml.safe_load(config.read_text())
     for task in data["tasks"].values():
         task["plots"] = {"format": "svg", "dpi": 80, "qualitative": [0.0, 1.0]}
-        task["analysis"] = {"reference": [-100.0, -100.0, -100.0][: len(task["rewards"])]}
+        task["analysis"] = {"reference": [-100.0] * len(task["rewards"])}
     data["tasks"]["text"]["analysis"]["axes"] = ["concise", "sentiment"]
     changed = tmp_path / "plots.yaml"
     changed.write_text(yaml.safe_dump(data, sort_keys=False))
