@@ -89,7 +89,7 @@ def pair_summary(table: pd.DataFrame, rewards: Sequence[str], pair: Sequence[str
         "rs": pd.concat([experts, soups]),
         "morl": table[(table["kind"] == "morl") & on_pair],
         "ensemble": pd.concat([experts, table[(table["kind"] == "ensemble") & on_pair]]),
-        "wise": pd.concat([table[table["kind"].isin(["init"])], experts, table[table["kind"] == "wise"]]),
+        "wise": pd.concat([table[table["kind"] == "init"], experts, table[table["kind"] == "wise"]]),
     }
     present = {"rs", "morl"} | {k for k in ("ensemble", "wise") if (table["kind"] == k).any()}
     return {

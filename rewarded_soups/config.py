@@ -106,7 +106,7 @@ def validate_config(config: dict[str, Any], schema: Path = GENERIC_SCHEMA) -> di
         unknown_starts = [r for r in merge["subsets_from"] if r not in rewards]
         if unknown_starts:
             raise ConfigError(f"{where}.merge.subsets_from: {unknown_starts} are not rewards of this task ({rewards})")
-        if len(rewards) > 2 and not merge.get("pairs") and len(rewards) > 3 and merge["grid_points"] > 5:
+        if len(rewards) > 3 and not merge.get("pairs") and merge["grid_points"] > 5:
             raise ConfigError(
                 f"{where}.merge: the full simplex lattice of {len(rewards)} rewards at grid_points "
                 f"{merge['grid_points']} is too many soups; set merge.pairs (and merge.subsets_from) "

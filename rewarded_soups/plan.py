@@ -89,6 +89,11 @@ def soup_mixes(task: dict[str, Any]) -> list[dict[str, float]]:
     for start in merge.get("subsets_from", []):
         for subset in clockwise_subsets(names, start)[1:-1]:
             mixes.append({r: 1.0 / len(subset) for r in names if r in subset})
+    return _unique(mixes)
+
+
+def _unique(mixes: list[dict[str, float]]) -> list[dict[str, float]]:
+    """Drop repeated mixes (same name), keeping the first."""
     unique: dict[str, dict[str, float]] = {}
     for mix in mixes:
         unique.setdefault(mix_name(mix), mix)
@@ -111,10 +116,7 @@ def baseline_mixes(task: dict[str, Any], kind: str) -> list[dict[str, float]]:
         else:
             alphas = [w[0] for w in simplex_lattice(2, points) if not is_vertex(w)]
             mixes += [{r: a} for r in pair for a in alphas]
-    unique: dict[str, dict[str, float]] = {}
-    for mix in mixes:
-        unique.setdefault(mix_name(mix), mix)
-    return list(unique.values())
+    return _unique(mixes)
 
 
 def models(task: dict[str, Any]) -> list[Model]:

@@ -58,6 +58,11 @@ REWARD_KINDS: dict[str, RewardKind] = {
         "rewarded_soups.rewards.image", "image", "Hasler–Süsstrunk colourfulness (chroma spread and mean)"
     ),
     "contrast": RewardKind("rewarded_soups.rewards.image", "image", "RMS contrast: standard deviation of luminance"),
+    "smoothness": RewardKind(
+        "rewarded_soups.rewards.image",
+        "image",
+        "1 − scale·mean neighbour luminance difference: flat images score high, against both aesthetic rewards",
+    ),
     "bleu": RewardKind("rewarded_soups.rewards.captioning", "caption", "BLEU-n (n = 1..4) against the references"),
     "rouge": RewardKind("rewarded_soups.rewards.captioning", "caption", "ROUGE-L F-measure against the references"),
     "meteor": RewardKind(
@@ -65,11 +70,6 @@ REWARD_KINDS: dict[str, RewardKind] = {
     ),
     "cider": RewardKind(
         "rewarded_soups.rewards.captioning", "caption", "CIDEr-D, document frequencies from the training references"
-    ),
-    "smoothness": RewardKind(
-        "rewarded_soups.rewards.image",
-        "image",
-        "1 − scale·mean neighbour luminance difference: flat images score high, against both aesthetic rewards",
     ),
 }
 

@@ -95,10 +95,21 @@ def soup_experts(wildcards):
     return [f"results/{wildcards.task}/experts/{r}" for r, w in mix.items() if w > 0]
 
 
-def wise_expert(wildcards):
-    """The expert a WiSE model moves toward θ0 (its mix names one reward)."""
+def mix_weights(wildcards):
+    """A soup's or ensemble's λ, zeros dropped; names round λ to 4 decimals (1/3 -> 0.3333): renormalised."""
+    return list(normalise([m for m in parse_mix(wildcards.mix).values() if m > 0]))
+
+
+def wise_members(wildcards):
+    """θ0 and the expert a WiSE model moves it toward (its mix names one reward)."""
     (reward,) = parse_mix(wildcards.mix)
-    return f"results/{wildcards.task}/experts/{reward}"
+    return [f"results/{wildcards.task}/pretrain/model", f"results/{wildcards.task}/experts/{reward}"]
+
+
+def wise_weights(wildcards):
+    """1 − α for θ0, α for the expert."""
+    (alpha,) = parse_mix(wildcards.mix).values()
+    return [1.0 - alpha, alpha]
 
 
 def score_files(wildcards):

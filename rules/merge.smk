@@ -7,8 +7,7 @@ rule soup:
     params:
         kind=task_kind,
         settings=settings("merge"),
-        # Names round λ to 4 decimals (1/3 -> 0.3333): renormalise to sum 1.
-        weights=lambda w: list(normalise([m for m in parse_mix(w.mix).values() if m > 0])),
+        weights=mix_weights,
     log:
         "logs/{task}/soups/{mix}.log",
     benchmark:
@@ -31,8 +30,7 @@ rule ensemble:
     params:
         kind=task_kind,
         settings=settings("merge"),
-        # Names round λ to 4 decimals (1/3 -> 0.3333): renormalise to sum 1.
-        weights=lambda w: list(normalise([m for m in parse_mix(w.mix).values() if m > 0])),
+        weights=mix_weights,
         method="ensemble",
     log:
         "logs/{task}/ensembles/{mix}.log",
@@ -45,13 +43,13 @@ rule ensemble:
 rule wise:
     input:
         base="results/{task}/pretrain/model",
-        experts=lambda w: ["results/{task}/pretrain/model".format(task=w.task), wise_expert(w)],
+        experts=wise_members,
     output:
         directory("results/{task}/wise/{mix}"),
     params:
         kind=task_kind,
         settings=settings("merge"),
-        weights=lambda w: [1.0 - next(iter(parse_mix(w.mix).values())), next(iter(parse_mix(w.mix).values()))],
+        weights=wise_weights,
     log:
         "logs/{task}/wise/{mix}.log",
     benchmark:

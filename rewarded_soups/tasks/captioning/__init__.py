@@ -206,8 +206,6 @@ def generate(
 ) -> None:
     """Greedy captions of the test images (the paper evaluates greedy/beam decoding), with their references."""
     _setup(threads)
-    import torch
-
     from rewarded_soups.tasks.captioning import model as captioner
     from rewarded_soups.tasks.captioning.data import Vocab
     from rewarded_soups.tasks.captioning.model import images_to_tensor
@@ -227,8 +225,7 @@ def generate(
             ids = captioner.ensemble_greedy(members, manifest["weights"], pixels[start : start + 256], cfg["max_len"])
             captions += vocab.decode_batch(ids.tolist())
     else:
-        with torch.no_grad():
-            captions = greedy_captions(captioner.load(model_dir), images, vocab, cfg["max_len"])
+        captions = greedy_captions(captioner.load(model_dir), images, vocab, cfg["max_len"])
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     records = [{"caption": c, "references": list(r)} for c, r in zip(captions, references)]

@@ -64,6 +64,21 @@ def _seeds(seed: int, split: str, n: int) -> list[int]:
     return [seed * 1_000_000 + _SPLITS[split] * 100_000 + i for i in range(n)]
 
 
+def _sample_split(pipe, data: dict[str, Any], cfg: dict[str, Any], split: str, n: int, seed: int):
+    """Prompts of a split and their images, one fixed noise seed per prompt (the same for every model)."""
+    from rewarded_soups.tasks.image.model import sample
+
+    prompts = _prompts(data, split, n, seed)
+    images = sample(
+        pipe,
+        prompts,
+        _seeds(seed, split, n),
+        inference_steps=cfg["inference_steps"],
+        guidance_scale=cfg["guidance_scale"],
+    )
+    return prompts, images
+
+
 def pretrain(out_dir: Path, settings: dict[str, Any], *, seed: int, threads: int) -> dict[str, Any]:
     _threads(threads)
     import torch
@@ -129,20 +144,13 @@ def finetune(
     _threads(threads)
     import torch
 
-    from rewarded_soups.tasks.image.model import load, sample
+    from rewarded_soups.tasks.image.model import load
     from rewarded_soups.tasks.image.training import reward_weighted_finetune, reward_weights
 
     data, cfg = settings["data"], settings["finetune"]
     pipe = load(Path(base_dir))
-    prompts = _prompts(data, "finetune", cfg["n_images"], seed)
     # The same prompts and noise for every expert and MORL run: only the reward differs.
-    images = sample(
-        pipe,
-        prompts,
-        _seeds(seed, "finetune", len(prompts)),
-        inference_steps=cfg["inference_steps"],
-        guidance_scale=cfg["guidance_scale"],
-    )
+    prompts, images = _sample_split(pipe, data, cfg, "finetune", cfg["n_images"], seed)
     reward = _mixed_reward(rewards, weights, images, prompts)
     kept, loss_weights = reward_weights(reward, cfg["keep_fraction"])
     log.info(
@@ -153,7 +161,7 @@ def finetune(
         reward[kept].mean(),
     )
     torch.manual_seed(seed)
-    anchor = _scenes(data, "train", data["train_scenes"], seed)
+    anchor = _scenes(data, "train", data["train_scenes"], seed) if cfg["pretrain_loss_weight"] > 0 else None
     metrics = reward_weighted_finetune(
         pipe, images[kept], [prompts[i] for i in kept], loss_weights, cfg, seed=seed, anchor=anchor
     )
@@ -185,18 +193,11 @@ def generate(
     _threads(threads)
     from safetensors.numpy import save_file
 
-    from rewarded_soups.tasks.image.model import load, sample
+    from rewarded_soups.tasks.image.model import load
 
     data, cfg = settings["data"], settings["evaluate"]
     pipe = load(Path(base_dir), Path(model_dir) if model_dir is not None else None)
-    prompts = _prompts(data, "test", cfg["n_prompts"], seed)
-    images = sample(
-        pipe,
-        prompts,
-        _seeds(seed, "test", len(prompts)),
-        inference_steps=cfg["inference_steps"],
-        guidance_scale=cfg["guidance_scale"],
-    )
+    prompts, images = _sample_split(pipe, data, cfg, "test", cfg["n_prompts"], seed)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     save_file({"images": images}, str(out_dir / IMAGES_FILE))

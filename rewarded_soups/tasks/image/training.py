@@ -148,7 +148,7 @@ def reward_weighted_finetune(
             batch_prompts = ["" if rng.random() < settings["caption_dropout"] else prompts[i] for i in idx]
             per_image = denoising_losses(pipe, data[idx], batch_prompts, generator)
             loss = (w[idx].to(per_image.device) * per_image).mean()
-            if anchor is not None and settings["pretrain_loss_weight"] > 0:
+            if anchor is not None:
                 real = rng.integers(0, len(anchor[0]), settings["batch_size"])
                 real_prompts = [anchor[1][i][rng.integers(len(anchor[1][i]))] for i in real]
                 real_loss = denoising_losses(pipe, to_tensor(anchor[0][real]), real_prompts, generator).mean()
