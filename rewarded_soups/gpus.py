@@ -109,3 +109,10 @@ def assign(count: int) -> str | None:
     os.environ["CUDA_VISIBLE_DEVICES"] = ids
     log.info("GPU(s) %s assigned to this job", ids)
     return ids
+
+
+def torch_device():
+    """The device a job's torch code runs on: its GPU when it was given one, else the CPU."""
+    import torch
+
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")

@@ -20,6 +20,7 @@ class RewardKind:
     modality: str  # what the reward scores: "text", "image", "trajectory", ...
     doc: str
     higher_is_better: bool = True
+    uses_device: bool = False  # runs a model: its scoring jobs take the evaluation GPUs
 
 
 TASKS: dict[str, str] = {
@@ -48,6 +49,7 @@ REWARD_KINDS: dict[str, RewardKind] = {
         "rewarded_soups.rewards.text",
         "text",
         "a sequence-classification reward model (local directory or hub id): logit of one label",
+        uses_device=True,
     ),
     "locomotion": RewardKind(
         "rewarded_soups.rewards.locomotion",
@@ -80,6 +82,7 @@ METRIC_KINDS: dict[str, RewardKind] = {
         "text",
         "perplexity of the completion under θ0 (lower is better)",
         higher_is_better=False,
+        uses_device=True,
     ),
     "velocity": RewardKind(
         "rewarded_soups.rewards.locomotion", "episode", "the forward-velocity term summed over an episode"
@@ -89,6 +92,15 @@ METRIC_KINDS: dict[str, RewardKind] = {
     ),
     "episode_length": RewardKind("rewarded_soups.rewards.locomotion", "episode", "steps before falling"),
 }
+
+
+def reward_kind(kind: str) -> RewardKind:
+    """The registered reward or metric kind ``kind``."""
+    entry = REWARD_KINDS.get(kind) or METRIC_KINDS.get(kind)
+    if entry is None:
+        known = sorted(REWARD_KINDS) + sorted(METRIC_KINDS)
+        raise KeyError(f"unknown reward kind {kind!r}; registered: {known}")
+    return entry
 
 
 def reward_options(kind: str) -> tuple[set[str], dict[str, Any]]:
@@ -112,10 +124,7 @@ def load_task(kind: str) -> Any:
 def build_reward(settings: dict[str, Any], *, context: dict[str, Any] | None = None) -> Any:
     """Instantiate a reward (or metric) from its config entry ``{kind: ..., ...}``."""
     kind = settings["kind"]
-    entry = REWARD_KINDS.get(kind) or METRIC_KINDS.get(kind)
-    if entry is None:
-        known = sorted(REWARD_KINDS) + sorted(METRIC_KINDS)
-        raise KeyError(f"unknown reward kind {kind!r}; registered: {known}")
+    entry = reward_kind(kind)
     module = importlib.import_module(entry.module)
     options = {k: v for k, v in settings.items() if k != "kind"}
     return module.build(kind, options, context or {})

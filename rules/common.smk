@@ -8,7 +8,7 @@ from snakemake.exceptions import WorkflowError
 from rewarded_soups import plan
 from rewarded_soups.config import ConfigError, validate_config
 from rewarded_soups.grid import normalise, parse_mix
-from rewarded_soups.registry import load_task
+from rewarded_soups.registry import load_task, reward_kind
 
 try:
     validate_config(config)
@@ -63,6 +63,36 @@ def resource(stage, key):
     def get(wildcards):
         # Defaults come from config/schema.yaml ($defs/resources).
         return TASKS[wildcards.task]["resources"][stage][key]
+
+    return get
+
+
+def score_gpu(wildcards):
+    """Scoring holds the evaluation GPUs only for rewards that run a model (reward models, perplexity)."""
+    task = TASKS[wildcards.task]
+    kind = plan.scorers(task)[wildcards.reward]["kind"]
+    return task["resources"]["evaluate"]["gpu"] if reward_kind(kind).uses_device else 0
+
+
+def local_inputs(stage):
+    """Local files (models, data) named by the config that a stage reads: inputs, so replacing one reruns it.
+
+    A task module declares them with ``local_inputs(task, stage, rewards)``;
+    ``rewards`` are the rewards the job trains on or scores.
+    """
+
+    def get(wildcards):
+        task = TASKS[wildcards.task]
+        declared = getattr(load_task(task["kind"]), "local_inputs", None)
+        if declared is None:
+            return []
+        if "reward" in wildcards.keys():
+            rewards = [wildcards.reward]
+        elif stage == "finetune" and "mix" in wildcards.keys():
+            rewards = [r for r, m in parse_mix(wildcards.mix).items() if m > 0]
+        else:
+            rewards = []
+        return declared(task, stage, rewards)
 
     return get
 

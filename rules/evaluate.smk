@@ -6,6 +6,7 @@ rule generate:
     input:
         base="results/{task}/pretrain/model",
         model=model_checkpoint,
+        local=local_inputs("generate"),
     output:
         directory("results/{task}/samples/{model}"),
     params:
@@ -32,6 +33,7 @@ rule score:
     input:
         base="results/{task}/pretrain/model",
         samples="results/{task}/samples/{model}",
+        local=local_inputs("score"),
     output:
         "results/{task}/scores/{model}/{reward}.json",
     params:
@@ -40,6 +42,11 @@ rule score:
         model_kind=lambda w: model_entry(w).kind,
         weights=lambda w: model_entry(w).weights,
     threads: resource("evaluate", "threads")
+    resources:
+        gpu=score_gpu,
+        mem_mb=resource("evaluate", "mem_mb"),
+        runtime=resource("evaluate", "runtime"),
+        gpu_model=resource("evaluate", "gpu_model"),
     log:
         "logs/{task}/score/{model}/{reward}.log",
     benchmark:

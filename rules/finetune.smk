@@ -5,6 +5,7 @@
 rule expert:
     input:
         base="results/{task}/pretrain/model",
+        local=local_inputs("finetune"),
     output:
         directory("results/{task}/experts/{reward}"),
     params:
@@ -32,6 +33,7 @@ rule expert:
 rule morl:
     input:
         base="results/{task}/pretrain/model",
+        local=local_inputs("finetune"),
     output:
         directory("results/{task}/morl/{mix}"),
     params:

@@ -8,6 +8,12 @@ rule soup:
         kind=task_kind,
         settings=settings("merge"),
         weights=mix_weights,
+    threads: resource("merge", "threads")
+    resources:
+        gpu=resource("merge", "gpu"),
+        mem_mb=resource("merge", "mem_mb"),
+        runtime=resource("merge", "runtime"),
+        gpu_model=resource("merge", "gpu_model"),
     log:
         "logs/{task}/soups/{mix}.log",
     benchmark:
@@ -32,6 +38,12 @@ rule ensemble:
         settings=settings("merge"),
         weights=mix_weights,
         method="ensemble",
+    threads: resource("merge", "threads")
+    resources:
+        gpu=resource("merge", "gpu"),
+        mem_mb=resource("merge", "mem_mb"),
+        runtime=resource("merge", "runtime"),
+        gpu_model=resource("merge", "gpu_model"),
     log:
         "logs/{task}/ensembles/{mix}.log",
     conda:
@@ -50,6 +62,12 @@ rule wise:
         kind=task_kind,
         settings=settings("merge"),
         weights=wise_weights,
+    threads: resource("merge", "threads")
+    resources:
+        gpu=resource("merge", "gpu"),
+        mem_mb=resource("merge", "mem_mb"),
+        runtime=resource("merge", "runtime"),
+        gpu_model=resource("merge", "gpu_model"),
     log:
         "logs/{task}/wise/{mix}.log",
     benchmark:

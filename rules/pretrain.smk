@@ -1,4 +1,6 @@
 rule pretrain:
+    input:
+        local=local_inputs("pretrain"),
     output:
         model=directory("results/{task}/pretrain/model"),
         metrics="results/{task}/pretrain/metrics.json",

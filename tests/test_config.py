@@ -12,7 +12,7 @@ def test_default_config_is_valid_and_gets_defaults(default_config):
     config = validate_config(default_config)
     task = config["tasks"]["text"]
     assert task["enabled"] is True
-    assert task["finetune"]["beta"] == 0.0  # filled from the task schema
+    assert task["finetune"]["gradient_accumulation_steps"] == 1  # filled from the task schema
     assert task["analysis"]["axes"] == ["sentiment", "concise"]
 
 

@@ -62,18 +62,18 @@ def test_classifier_reward_loads_a_local_directory(reward_model_dir):
 
     path, model, tokenizer = reward_model_dir
     reward = build_reward({"kind": "classifier", "model": str(path), "label": "positive"})
-    texts = ["good great", "bad awful poor cat"]
-    scores = reward(["", ""], texts)
+    prompts, completions = ["", "the "], ["good great", "bad awful poor cat"]
+    scores = reward(prompts, completions)
     with torch.no_grad():
-        expected = [model(**tokenizer(t, return_tensors="pt")).logits[0, 1].item() for t in texts]
+        expected = [
+            model(**tokenizer(p + c, return_tensors="pt")).logits[0, 1].item() for p, c in zip(prompts, completions)
+        ]
     assert scores == pytest.approx(expected, abs=1e-5)
-    # Scoring the prompt with the completion is the default; it changes the input.
-    with_prompt = build_reward({"kind": "classifier", "model": str(path), "label": 1})(["bad "], ["good great"])
-    alone = build_reward({"kind": "classifier", "model": str(path), "label": 1, "with_prompt": False})(
-        ["bad "], ["good great"]
-    )
-    assert alone == pytest.approx(scores[:1], abs=1e-5)
-    assert with_prompt != pytest.approx(alone)
+    # A difference of two logits (e.g. FAITHFUL minus HALLUCINATED).
+    margin = build_reward({"kind": "classifier", "model": str(path), "label": 1, "minus_label": "negative"})
+    with torch.no_grad():
+        logits = [model(**tokenizer(p + c, return_tensors="pt")).logits[0] for p, c in zip(prompts, completions)]
+    assert margin(prompts, completions) == pytest.approx([(x[1] - x[0]).item() for x in logits], abs=1e-5)
 
 
 def test_classifier_reward_names_a_missing_label(reward_model_dir):

@@ -39,18 +39,32 @@ def test_pretrain_writes_safetensors_and_a_perplexity(tiny_text_task):
     assert 1 < metrics["valid_perplexity"] < metrics["vocab_size"] * 2
 
 
-def test_pretrain_can_start_from_a_local_model_directory(tiny_text_task, tmp_path):
-    """`pretrain.model` loads a causal LM through from_pretrained (a hub id takes the same path)."""
+def test_a_local_theta0_is_referenced_with_a_content_hash_not_copied(tiny_text_task, tmp_path):
+    """`pretrain.model` names an existing LM (a hub id takes the same path): θ0 is a reference to it."""
+    import os
+    import shutil
+
+    from rewarded_soups.tasks.text import policy
+
     task, base = tiny_text_task
-    task = {**task, "pretrain": {**task["pretrain"], "model": str(base)}}
+    local = tmp_path / "my-lm"
+    shutil.copytree(base, local)
+    task = {**task, "pretrain": {**task["pretrain"], "model": str(local)}}
     metrics = text.pretrain(tmp_path / "θ0", task, seed=0, threads=1)
     assert metrics["steps"] == 0
-    original = load_file(base / "model.safetensors")
-    copied = load_file(tmp_path / "θ0" / "model.safetensors")
-    assert all(torch.equal(original[k], copied[k]) for k in original)
+    assert not list((tmp_path / "θ0").glob("*.safetensors"))
+    ref = policy.base_model(tmp_path / "θ0")
+    assert ref.model == str(local.resolve()) and len(ref.content_sha256) == 64
     assert metrics["valid_perplexity"] == pytest.approx(
         json.loads((base / "pretrain_metrics.json").read_text())["valid_perplexity"], rel=1e-5
     )
+    # A new modification time with the same bytes is the same θ0 ...
+    os.utime(local / "config.json")
+    assert policy.base_model(tmp_path / "θ0") == ref
+    # ... other bytes are not: refused, naming the way out.
+    (local / "config.json").write_text((local / "config.json").read_text().replace("\n", "\n "))
+    with pytest.raises(RuntimeError, match="changed since pretraining"):
+        policy.base_model(tmp_path / "θ0")
 
 
 @pytest.fixture(scope="module")

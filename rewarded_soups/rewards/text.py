@@ -7,7 +7,6 @@ signature trl's trainers take as a reward function.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -51,89 +50,171 @@ class Conciseness:
         return out
 
 
+class RewardModelTokenizer:
+    """A reward model's tokenizer as trl calls it, adding the model's own special tokens.
+
+    trl tokenises a reward model's input (prompt + completion) with
+    ``add_special_tokens=False``, which suits decoder reward models but drops
+    the [CLS] that encoder classifiers (DeBERTa, ELECTRA, BART) pool. This
+    wrapper adds the special tokens back and truncates from the left, keeping
+    the completion, when a text is longer than ``max_length``. Evaluation
+    calls it exactly as trl does, so training and evaluation score alike.
+    """
+
+    def __init__(self, tokenizer: Any, max_length: int | None) -> None:
+        self.tokenizer = tokenizer
+        self.max_length = max_length
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        kwargs["add_special_tokens"] = True
+        if self.max_length is not None:
+            kwargs.update(truncation=True, max_length=self.max_length)
+        return self.tokenizer(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.tokenizer, name)
+
+
 class ClassifierReward:
     """A sequence-classification reward model, as in the paper's RLHF experiments.
 
-    ``model`` is a local directory or a hub id (loaded with transformers'
-    ``from_pretrained``); the reward is the logit of ``label`` (an index or a
-    label name from the model's ``id2label``) on the prompt followed by the
-    completion, or the completion alone with ``with_prompt: false``.
+    ``model`` is a local directory or a hub id (``revision`` pins a commit),
+    loaded with ``AutoModelForSequenceClassification`` in ``dtype``. The reward
+    is the logit of ``label`` (an index or a name from the model's
+    ``id2label``), minus the logit of ``minus_label`` when given (e.g. FAITHFUL
+    minus HALLUCINATED), on the prompt followed by the completion. During RL the
+    model itself goes to trl (``reward_funcs``), which places it on the
+    trainer's device; a forward hook puts the chosen score in logit 0, the one
+    trl reads.
     """
 
     higher_is_better = True
 
     def __init__(
-        self, model: str, label: int | str = 0, with_prompt: bool = True, batch_size: int = 32, max_length: int = 256
+        self,
+        model: str,
+        label: int | str = 0,
+        minus_label: int | str | None = None,
+        revision: str | None = None,
+        dtype: str = "float32",
+        batch_size: int = 32,
+        max_length: int | None = 512,
+        trust_remote_code: bool = False,
     ) -> None:
         import torch
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+        from rewarded_soups.gpus import torch_device
+
         self._torch = torch
-        self.tokenizer = AutoTokenizer.from_pretrained(model)
-        if self.tokenizer.pad_token is None:
-            self.tokenizer.pad_token = self.tokenizer.eos_token
-        # Right padding keeps every text at the positions it would have alone.
-        self.tokenizer.padding_side = "right"
-        self.model = AutoModelForSequenceClassification.from_pretrained(model).eval()
-        if self.model.config.pad_token_id is None:
-            self.model.config.pad_token_id = self.tokenizer.pad_token_id
+        kwargs: dict[str, Any] = {"trust_remote_code": trust_remote_code}
+        if revision:
+            kwargs["revision"] = revision
+        tokenizer = AutoTokenizer.from_pretrained(model, **kwargs)
+        if tokenizer.pad_token is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        tokenizer.truncation_side = "left"
+        self.model = AutoModelForSequenceClassification.from_pretrained(
+            model, dtype=getattr(torch, dtype), **kwargs
+        ).eval()
+        self.model.config.pad_token_id = tokenizer.pad_token_id
+        self.tokenizer = RewardModelTokenizer(tokenizer, max_length)
+        self.label = self._label_index(model, label)
+        self.minus_label = None if minus_label is None else self._label_index(model, minus_label)
+        if self.minus_label == self.label:
+            raise ValueError(f"reward model {model}: label and minus_label are both {label!r}")
+        self.model.register_forward_hook(self._select_logit)
+        self.model.to(torch_device())
+        self.batch_size = batch_size
+
+    def _label_index(self, model: str, label: int | str) -> int:
         if isinstance(label, str):
             names = {v: int(k) for k, v in self.model.config.id2label.items()}
             if label not in names:
                 raise ValueError(f"reward model {model} has no label {label!r}; labels: {sorted(names)}")
             label = names[label]
         if not 0 <= label < self.model.config.num_labels:
-            raise ValueError(f"label index {label} out of range for {self.model.config.num_labels} labels")
-        self.label, self.with_prompt = label, with_prompt
-        self.batch_size, self.max_length = batch_size, max_length
+            raise ValueError(
+                f"label index {label} out of range for reward model {model} with {self.model.config.num_labels} labels"
+            )
+        return label
+
+    def _select_logit(self, module: Any, args: Any, output: Any) -> Any:
+        score = output.logits[:, self.label]
+        if self.minus_label is not None:
+            score = score - output.logits[:, self.minus_label]
+        output.logits = score[:, None]
+        return output
 
     def __call__(self, prompts: Sequence[str], completions: Sequence[str]) -> list[float]:
-        texts = [p + c for p, c in zip(prompts, completions)] if self.with_prompt else list(completions)
+        texts = [p + c for p, c in zip(prompts, completions)]
         scores: list[float] = []
-        with self._torch.no_grad():
+        device = next(self.model.parameters()).device
+        with self._torch.inference_mode():
             for i in range(0, len(texts), self.batch_size):
+                # The call trl makes for a reward model (GRPOTrainer._calculate_rewards).
                 enc = self.tokenizer(
-                    texts[i : i + self.batch_size],
+                    text=texts[i : i + self.batch_size],
                     return_tensors="pt",
                     padding=True,
-                    truncation=True,
-                    max_length=self.max_length,
-                )
-                logits = self.model(**enc).logits
-                scores.extend(logits[:, self.label].float().tolist())
+                    padding_side="right",
+                    add_special_tokens=False,
+                ).to(device)
+                scores.extend(self.model(**enc).logits[:, 0].float().tolist())
         return scores
 
 
 class Perplexity:
-    """Perplexity of the completion given the prompt under θ0: do soups stay fluent?"""
+    """Perplexity of the completion given the prompt under θ0: do soups stay fluent?
+
+    The prompt is tokenised as generation tokenised it (with the tokenizer's
+    own special tokens), the completion is scored up to and including its
+    end-of-text token. Batched with right padding on the job's device.
+    """
 
     higher_is_better = False
 
-    def __init__(self, base_model: str, batch_size: int = 32) -> None:
+    def __init__(self, base_model: str, batch_size: int = 32, dtype: str = "float32") -> None:
         import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        from rewarded_soups.gpus import torch_device
+        from rewarded_soups.tasks.text import policy
 
         self._torch = torch
-        self.tokenizer = AutoTokenizer.from_pretrained(base_model)
-        self.model = AutoModelForCausalLM.from_pretrained(base_model).eval()
+        ref = policy.base_model(base_model)
+        self.tokenizer = policy.load_tokenizer(ref)
+        self.device = torch_device()
+        self.model = policy.load_policy(ref, dtype=dtype).eval().to(self.device)
         self.batch_size = batch_size
 
     def __call__(self, prompts: Sequence[str], completions: Sequence[str]) -> list[float]:
         torch = self._torch
         eos = self.tokenizer.eos_token_id
+        pad = self.tokenizer.pad_token_id
+        prompt_ids = self.tokenizer(list(prompts))["input_ids"]
+        if any(len(p) == 0 for p in prompt_ids):
+            raise ValueError("perplexity needs a non-empty prompt (or a tokenizer that adds a BOS token)")
+        encoded = self.tokenizer(list(completions), add_special_tokens=False)["input_ids"]
+        completion_ids = [[*ids, eos] for ids in encoded]
         out: list[float] = []
-        with torch.no_grad():
-            for p, c in zip(prompts, completions):
-                # Condition on the start-of-text token as generation did (GPT-2 style tokenizers).
-                bos = [self.tokenizer.bos_token_id] if self.tokenizer.bos_token_id is not None else []
-                prompt_ids = bos + self.tokenizer(p, add_special_tokens=False)["input_ids"]
-                # The completion is scored up to and including its end-of-text token.
-                completion_ids = self.tokenizer(c, add_special_tokens=False)["input_ids"] + [eos]
-                ids = torch.tensor([prompt_ids + completion_ids])
-                logits = self.model(input_ids=ids).logits[0, :-1]
-                targets = ids[0, 1:]
-                nll = torch.nn.functional.cross_entropy(logits, targets, reduction="none")
-                out.append(math.exp(nll[len(prompt_ids) - 1 :].mean().item()))
+        with torch.inference_mode():
+            for i in range(0, len(prompt_ids), self.batch_size):
+                prompt_batch = prompt_ids[i : i + self.batch_size]
+                seqs = [p + c for p, c in zip(prompt_batch, completion_ids[i : i + self.batch_size])]
+                width = max(map(len, seqs))
+                ids = torch.full((len(seqs), width), pad, dtype=torch.long)
+                mask = torch.zeros((len(seqs), width), dtype=torch.long)
+                scored = torch.zeros((len(seqs), width - 1), dtype=torch.bool)
+                for row, (seq, p) in enumerate(zip(seqs, prompt_batch)):
+                    ids[row, : len(seq)] = torch.tensor(seq)
+                    mask[row, : len(seq)] = 1
+                    # Targets at positions len(p)-1 .. len(seq)-2 predict the completion tokens.
+                    scored[row, len(p) - 1 : len(seq) - 1] = True
+                ids, mask, scored = ids.to(self.device), mask.to(self.device), scored.to(self.device)
+                logits = self.model(input_ids=ids, attention_mask=mask).logits[:, :-1].float()
+                nll = torch.nn.functional.cross_entropy(logits.transpose(1, 2), ids[:, 1:], reduction="none")
+                mean_nll = (nll * scored).sum(1) / scored.sum(1)
+                out.extend(torch.exp(mean_nll).tolist())
         return out
 
 

@@ -1,13 +1,15 @@
-"""Text RLHF (paper Section 3.1): a small GPT-2 θ0, LoRA experts trained with trl.
+"""Text RLHF (paper Section 3.1): θ0 (a small GPT-2 trained here, or a hub LLM), LoRA experts trained with trl.
 
-Samples are JSON lines ``{"prompt": ..., "completion": ...}``. Heavy imports
-happen inside the functions so that looking this task up stays cheap.
+Samples are JSON lines ``{"prompt": ..., "completion": ...}``, the prompt as
+the policy read it. Heavy imports happen inside the functions so that looking
+this task up (as config validation does) stays cheap.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +17,81 @@ log = logging.getLogger(__name__)
 
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
 ADAPTER_CONFIG = "adapter_config.json"
+
+
+def check_settings(task: dict[str, Any]) -> None:
+    """What the schema cannot say, checked before any job (messages start with the key's path)."""
+    data, ft = task["data"], task["finetune"]
+    if data["source"] == "datasets":
+        if not data.get("dataset"):
+            raise ValueError("data.dataset: data.source is datasets, so name a hub id or local file(s)")
+        if bool(data.get("column")) == bool(data.get("template")):
+            raise ValueError("data: give exactly one of data.column (the prompt column) and data.template")
+        from rewarded_soups.tasks.text.data import dataset_location
+
+        dataset_location(data)  # a local path that does not exist fails here, not after pre-training
+    if data["min_chars"] > data["max_chars"]:
+        raise ValueError(f"data.min_chars ({data['min_chars']}) is above data.max_chars ({data['max_chars']})")
+    if ft["bf16"] and ft["fp16"]:
+        raise ValueError("finetune: bf16 and fp16 are both true; choose one mixed precision")
+    low, high = (
+        (ft["max_completion_length"],) * 2
+        if isinstance(ft["max_completion_length"], int)
+        else ft["max_completion_length"]
+    )
+    if low > high:
+        raise ValueError(f"finetune.max_completion_length: [{low}, {high}] must be [low, high] with low <= high")
+    batch = ft["per_device_train_batch_size"] * ft["gradient_accumulation_steps"]
+    generation = ft["generation_batch_size"] or batch
+    if generation % ft["num_generations"]:
+        raise ValueError(
+            f"finetune: the generation batch ({generation} completions: generation_batch_size, or "
+            f"per_device_train_batch_size × gradient_accumulation_steps) must be a multiple of num_generations "
+            f"({ft['num_generations']}), so that every prompt gets all its completions"
+        )
+    if ft["generation_batch_size"] and ft["generation_batch_size"] % ft["per_device_train_batch_size"]:
+        raise ValueError(
+            f"finetune.generation_batch_size ({ft['generation_batch_size']}) must be a multiple of "
+            f"per_device_train_batch_size ({ft['per_device_train_batch_size']})"
+        )
+    model = task["pretrain"].get("model")
+    if model and str(model).startswith((".", "/", "~")) and not Path(model).expanduser().is_dir():
+        raise ValueError(f"pretrain.model: {model} is not a directory (give a local model directory or a hub id)")
+    for section in ("rewards", "metrics"):
+        for name, reward in task.get(section, {}).items():
+            path = reward.get("model") if reward["kind"] == "classifier" else None
+            if path and str(path).startswith((".", "/", "~")) and not Path(path).expanduser().is_dir():
+                raise ValueError(
+                    f"{section}.{name}.model: {path} is not a directory "
+                    "(give a local reward model directory or a hub id)"
+                )
+
+
+def local_inputs(task: dict[str, Any], stage: str, rewards: list[str]) -> list[str]:
+    """Local files a stage reads besides the workflow's own: θ0's directory, reward models, dataset files.
+
+    The rules declare them as inputs, so that replacing a local model or data
+    file reruns what read it (Snakemake compares modification times).
+    ``rewards``: the rewards the job trains on or scores.
+    """
+    paths: list[Path] = []
+    data = task["data"]
+    if stage in ("pretrain", "finetune", "generate"):
+        source = data["dataset"] if data["source"] == "datasets" else data.get("path")
+        if source:
+            paths.append(Path(source).expanduser())
+    if stage == "pretrain":
+        paths += [Path(task["pretrain"][key]).expanduser() for key in ("model", "adapter") if task["pretrain"].get(key)]
+    scorers = {**task["rewards"], **task.get("metrics", {})}
+    if stage in ("finetune", "score"):
+        paths += [Path(scorers[r]["model"]).expanduser() for r in rewards if scorers[r]["kind"] == "classifier"]
+    files: list[str] = []
+    for path in paths:
+        if path.is_file():
+            files.append(str(path.resolve()))
+        elif path.is_dir():
+            files += sorted(str(f.resolve()) for f in path.rglob("*") if f.is_file() and ".cache" not in f.parts)
+    return files
 
 
 def _splits(settings: dict[str, Any], seed: int):
@@ -47,16 +124,7 @@ def finetune(
     from rewarded_soups.tasks.text.rl import finetune as train
 
     torch.set_num_threads(threads)
-    return train(
-        Path(base_dir),
-        Path(out_dir),
-        _splits(settings, seed),
-        rewards,
-        weights,
-        settings["finetune"],
-        settings["data"]["prompt_words"],
-        seed=seed,
-    )
+    return train(Path(base_dir), Path(out_dir), _splits(settings, seed), rewards, weights, settings, seed=seed)
 
 
 def merge(
@@ -87,20 +155,30 @@ def merge(
     (out_dir / ADAPTER_CONFIG).write_text(json.dumps(config, indent=2))
 
 
-def load_model(base_dir: Path, model_dir: Path | None):
-    """θ0, or θ0 with an adapter (an expert, a soup or a MORL run)."""
+def load_model(base_dir: Path, model_dir: Path | None, *, dtype: str = "float32"):
+    """θ0, or θ0 with an adapter merged in (an expert, a soup or a MORL run)."""
     from peft import PeftModel
-    from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(base_dir)
-    tokenizer.padding_side = "left"
-    model = AutoModelForCausalLM.from_pretrained(base_dir)
+    from rewarded_soups.tasks.text import policy
+
+    ref = policy.base_model(Path(base_dir))
+    tokenizer = policy.load_tokenizer(ref)
+    model = policy.load_policy(ref, dtype=dtype)
     if model_dir is not None:
         model = PeftModel.from_pretrained(model, model_dir).merge_and_unload()
     return tokenizer, model.eval()
 
 
 SAMPLES_FILE = "samples.jsonl"
+
+
+def evaluation_prompts(settings: dict[str, Any], tokenizer: Any, seed: int) -> list[str]:
+    """The held-out prompts as the policy reads them (chat template applied when configured)."""
+    from rewarded_soups.tasks.text.data import prompts_of
+    from rewarded_soups.tasks.text.policy import policy_prompts
+
+    prompts = prompts_of(_splits(settings, seed).test, settings["data"])[: settings["evaluate"]["n_prompts"]]
+    return policy_prompts(prompts, tokenizer, settings["data"]["chat_template"])
 
 
 def generate(
@@ -110,25 +188,24 @@ def generate(
     import torch
     from tqdm.auto import tqdm
 
-    from rewarded_soups.tasks.text.data import prompt_of
-    from rewarded_soups.tasks.text.model import with_bos
+    from rewarded_soups.gpus import torch_device
 
     torch.set_num_threads(threads)
     cfg = settings["evaluate"]
-    from rewarded_soups.tasks.text.model import device
-
-    tokenizer, model = load_model(Path(base_dir), Path(model_dir) if model_dir else None)
-    model.to(device())
-    prompts = [prompt_of(e, settings["data"]["prompt_words"]) for e in _splits(settings, seed).test][: cfg["n_prompts"]]
+    device = torch_device()
+    tokenizer, model = load_model(Path(base_dir), Path(model_dir) if model_dir else None, dtype=cfg["dtype"])
+    model.to(device)
+    prompts = evaluation_prompts(settings, tokenizer, seed)
     rows = []
     batches = range(0, len(prompts), cfg["batch_size"])
+    started = time.time()
+    new_tokens = 0
     for b, i in enumerate(tqdm(batches, desc="generate", mininterval=10)):
         batch = prompts[i : i + cfg["batch_size"]]
-        enc = tokenizer(
-            [with_bos(p, tokenizer) for p in batch], return_tensors="pt", padding=True, add_special_tokens=False
-        ).to(device())
+        enc = tokenizer(batch, return_tensors="pt", padding=True).to(device)
+        # The same seed for every model: differences between models are the models'.
         torch.manual_seed(seed + b)
-        with torch.no_grad():
+        with torch.inference_mode():
             out = model.generate(
                 **enc,
                 do_sample=True,
@@ -139,8 +216,19 @@ def generate(
                 pad_token_id=tokenizer.pad_token_id,
                 eos_token_id=tokenizer.eos_token_id,
             )
-        texts = tokenizer.batch_decode(out[:, enc["input_ids"].shape[1] :], skip_special_tokens=True)
+        completion_ids = out[:, enc["input_ids"].shape[1] :]
+        new_tokens += int((completion_ids != tokenizer.pad_token_id).sum())
+        texts = tokenizer.batch_decode(completion_ids, skip_special_tokens=True)
         rows.extend({"prompt": p, "completion": t} for p, t in zip(batch, texts))
+    seconds = time.time() - started
+    log.info(
+        "generated %d completions on %s: %d new tokens in %.1f s (%.0f tokens/s)",
+        len(rows),
+        device,
+        new_tokens,
+        seconds,
+        new_tokens / max(seconds, 1e-9),
+    )
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     with open(out_dir / SAMPLES_FILE, "w") as fh:
@@ -171,8 +259,11 @@ def samples_table(samples: dict[str, Path], n: int) -> str:
     first = next(iter(loaded.values()))
     for i, row in enumerate(first[:n]):
         lines += [f"### Prompt {i + 1}: “{row['prompt']}”", "", "| model | completion |", "| --- | --- |"]
+        # Long prompts (articles, questions) are shown once in the heading; rows repeat their end.
+        lead = row["prompt"] if len(row["prompt"]) <= 80 else "…" + row["prompt"][-60:]
+        lead = lead.replace("|", "\\|").replace("\n", " ")
         for label, rows in loaded.items():
             text = rows[i]["completion"].replace("|", "\\|").replace("\n", " ").strip() or "*(empty)*"
-            lines.append(f"| {label} | {row['prompt']} **{text}** |")
+            lines.append(f"| {label} | {lead} **{text}** |")
         lines.append("")
     return "\n".join(lines)

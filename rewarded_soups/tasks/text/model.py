@@ -1,4 +1,4 @@
-"""θ0 for the text task: a byte-level BPE tokenizer and a small GPT-2, trained from scratch."""
+"""θ0 for the text task: a byte-level BPE tokenizer and a small GPT-2 trained from scratch, or an existing LM."""
 
 from __future__ import annotations
 
@@ -10,28 +10,17 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from tqdm.auto import tqdm
-from transformers import (
-    AutoModelForCausalLM,
-    AutoTokenizer,
-    GPT2Config,
-    GPT2LMHeadModel,
-    PreTrainedTokenizerFast,
-    get_cosine_schedule_with_warmup,
-)
+from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast, get_cosine_schedule_with_warmup
 
+from rewarded_soups.gpus import torch_device
+from rewarded_soups.tasks.text import policy
 from rewarded_soups.tasks.text.data import Splits
 
 log = logging.getLogger(__name__)
 
 EOS = "<|endoftext|>"
-
-
-def with_bos(prompt: str, tokenizer: PreTrainedTokenizerFast) -> str:
-    """Prompts start with the end-of-text token, as every training entry does."""
-    bos = tokenizer.bos_token or tokenizer.eos_token or ""
-    return bos + prompt
 
 
 def train_tokenizer(texts: list[str], vocab_size: int) -> PreTrainedTokenizerFast:
@@ -45,6 +34,11 @@ def train_tokenizer(texts: list[str], vocab_size: int) -> PreTrainedTokenizerFas
         show_progress=False,
     )
     tok.train_from_iterator(texts, trainer)
+    # Every text starts with end-of-text, as every training entry does: the tokenizer adds it
+    # itself (as LLaMA's adds its BOS), so prompts are plain text everywhere.
+    tok.post_processor = processors.TemplateProcessing(
+        single=f"{EOS} $A", pair=f"{EOS} $A {EOS} $B", special_tokens=[(EOS, tok.token_to_id(EOS))]
+    )
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token=EOS, eos_token=EOS, pad_token=EOS)
     fast.padding_side = "left"
     return fast
@@ -69,9 +63,10 @@ def stream_perplexity(model: torch.nn.Module, stream: torch.Tensor, block: int, 
         raise ValueError(f"held-out stream of {len(stream)} tokens is shorter than one block ({block})")
     blocks = stream[: n_blocks * block].view(n_blocks, block)
     total, count = 0.0, 0
-    model.to(device())
+    device = torch_device()
+    model.to(device)
     for i in range(0, n_blocks, 16):
-        batch = blocks[i : i + 16].to(device())
+        batch = blocks[i : i + 16].to(device)
         out = model(input_ids=batch, labels=batch)
         n = batch.numel() - batch.shape[0]
         total += out.loss.item() * n
@@ -81,16 +76,16 @@ def stream_perplexity(model: torch.nn.Module, stream: torch.Tensor, block: int, 
 
 
 def pretrain(out_dir: Path, splits: Splits, settings: dict[str, Any], *, seed: int) -> dict[str, Any]:
-    """Train tokenizer and GPT-2 on ``splits.train``; report held-out perplexity."""
+    """Train tokenizer and GPT-2 on ``splits.train``, or reference ``settings['model']``; report held-out perplexity."""
     start = time.time()
     torch.manual_seed(seed)
+    out_dir.mkdir(parents=True, exist_ok=True)
     if settings.get("model"):
-        # A real pretrained LM (local directory or hub id) instead of training one here.
-        tokenizer = AutoTokenizer.from_pretrained(settings["model"])
-        model = AutoModelForCausalLM.from_pretrained(settings["model"])
-        if tokenizer.pad_token is None:
-            tokenizer.pad_token = tokenizer.eos_token
-        tokenizer.padding_side = "left"
+        # An existing LM (local directory or hub id): referenced, not copied.
+        ref = policy.reference(settings)
+        policy.write_reference(out_dir, ref)
+        tokenizer = policy.load_tokenizer(ref)
+        model = policy.load_policy(ref, dtype=settings["dtype"])
         steps_done = 0
     else:
         tokenizer = train_tokenizer(splits.train, settings["vocab_size"])
@@ -106,11 +101,10 @@ def pretrain(out_dir: Path, splits: Splits, settings: dict[str, Any], *, seed: i
         )
         model = GPT2LMHeadModel(config)
         steps_done = _train_lm(model, token_stream(splits.train, tokenizer), settings, seed)
+        model.save_pretrained(out_dir, safe_serialization=True)
+        tokenizer.save_pretrained(out_dir)
     block = min(settings["block_size"], model.config.max_position_embeddings)
     valid_ppl = stream_perplexity(model, token_stream(splits.valid, tokenizer), block, settings["eval_batches"] * 16)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out_dir, safe_serialization=True)
-    tokenizer.save_pretrained(out_dir)
     metrics = {
         "valid_perplexity": valid_ppl,
         "parameters": sum(p.numel() for p in model.parameters()),
@@ -124,13 +118,10 @@ def pretrain(out_dir: Path, splits: Splits, settings: dict[str, Any], *, seed: i
     return metrics
 
 
-def device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
 def _train_lm(model: torch.nn.Module, stream: torch.Tensor, settings: dict[str, Any], seed: int) -> int:
     block, batch, steps = settings["block_size"], settings["batch_size"], settings["steps"]
-    model.to(device())
+    device = torch_device()
+    model.to(device)
     if len(stream) <= block + 1:
         raise ValueError(f"training stream of {len(stream)} tokens is shorter than block_size={block}")
     gen = torch.Generator().manual_seed(seed)
@@ -147,7 +138,7 @@ def _train_lm(model: torch.nn.Module, stream: torch.Tensor, settings: dict[str, 
     running = None
     for step in bar:
         starts = torch.randint(0, len(stream) - block - 1, (batch,), generator=gen)
-        x = torch.stack([stream[s : s + block] for s in starts]).to(device())
+        x = torch.stack([stream[s : s + block] for s in starts]).to(device)
         loss = model(input_ids=x, labels=x).loss
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
