@@ -250,8 +250,8 @@ def test_paper_config_plans_the_papers_dag_on_gpus(default_config):
     update_config(config, yaml.safe_load((root / "config" / "paper-text.yaml").read_text()))
     config = validate_config(config)
     enabled = [name for name, t in config["tasks"].items() if t["enabled"]]
-    assert enabled == ["text"]
-    task = config["tasks"]["text"]
+    assert enabled == ["reuters"]
+    task = config["tasks"]["reuters"]
     assert {r["kind"] for r in task["rewards"].values()} == {"classifier"}
     assert task["data"]["source"] == "datasets" and "summary" in task["data"]["template"]
     assert all(task["resources"][stage]["gpu"] == 1 for stage in ("pretrain", "finetune", "evaluate"))
