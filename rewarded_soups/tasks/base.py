@@ -8,6 +8,12 @@ settings)`` (label -> samples directory, for θ0 and the λ values of
 ``plots.qualitative``; ``settings`` holds the data and evaluate sections);
 the workflow then adds the ``qualitative`` rule for it.
 
+Optional: ``local_inputs(task, stage, rewards) -> list[str]``, the local files
+named by the task's config (a local θ0, reward models, data files) that a stage
+(``pretrain``, ``finetune``, ``generate``, ``score``) reads; the rules declare
+them as inputs, so replacing one reruns what read it. ``rewards``: the rewards
+the job trains on or scores.
+
 Optional baselines (paper Figures 5c and 14e), listed in a module-level
 ``BASELINES`` tuple: ``"wise"`` needs :func:`merge` to accept θ0's
 directory as a member; ``"ensemble"`` needs ``ensemble(base_dir,
