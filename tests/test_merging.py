@@ -1,7 +1,8 @@
 import pytest
 import torch
 
-from rewarded_soups.merging import concat_lora, interpolate, merge
+from rewarded_soups.merging import concat_lora, interpolate
+from rewarded_soups.merging import merge_state_dicts as merge
 
 
 def _sd(seed: int) -> dict[str, torch.Tensor]:

@@ -11,12 +11,13 @@ refused instead of silently mixing two θ0s in one front.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+from rewarded_soups import fingerprint
 
 log = logging.getLogger(__name__)
 
@@ -38,26 +39,6 @@ class BaseModel:
     content_sha256: str | None = None
 
 
-def _local_files(directory: Path) -> dict[str, list[int]]:
-    out = {}
-    for path in sorted(directory.rglob("*")):
-        if path.is_file() and ".cache" not in path.relative_to(directory).parts:
-            stat = path.stat()
-            out[str(path.relative_to(directory))] = [stat.st_size, stat.st_mtime_ns]
-    return out
-
-
-def content_hash(directory: Path, files: dict[str, list[int]]) -> str:
-    """sha256 over (name, bytes) of every file: the identity of a local checkpoint."""
-    digest = hashlib.sha256()
-    for name in sorted(files):
-        digest.update(name.encode() + b"\0")
-        with open(directory / name, "rb") as fh:
-            while chunk := fh.read(1 << 24):
-                digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _hub_commit(repo_id: str, revision: str | None) -> str | None:
     """The commit a hub revision points at now, so that later jobs load exactly it (None when offline)."""
     try:
@@ -75,11 +56,11 @@ def reference(settings: dict[str, Any]) -> BaseModel:
     trust = bool(settings.get("trust_remote_code", False))
     local = Path(name).expanduser()
     if local.is_dir():
-        files = _local_files(local)
+        files = fingerprint.listing(local)
         ref = BaseModel(
             model=str(local.resolve()),
             files=files,
-            content_sha256=content_hash(local, files),
+            content_sha256=fingerprint.content_hash(local, files),
             trust_remote_code=trust,
         )
     elif name.startswith((".", "/", "~")):
@@ -116,9 +97,7 @@ def base_model(base_dir: Path) -> BaseModel:
                 f"θ0 was the local directory {local}, which is gone; "
                 "restore it or rerun `snakemake --forcerun pretrain`"
             )
-        now = _local_files(local)
-        # Same names, sizes and times: unchanged. Otherwise compare contents (a copy keeps them).
-        if now != ref.files and content_hash(local, now) != ref.content_sha256:
+        if not fingerprint.unchanged(local, ref.files, ref.content_sha256):
             raise RuntimeError(
                 f"θ0's directory {local} changed since pretraining (its content hash differs from {ref_file}); "
                 "results would mix two θ0s. Restore it, or rerun everything from θ0 with "

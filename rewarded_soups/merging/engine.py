@@ -1,0 +1,399 @@
+"""The merge engine: experts' safetensors checkpoints in, a soup out, one tensor at a time.
+
+A task describes *what* to merge with a :class:`MergeSpec` (the experts'
+directories, λ, the checkpoint files inside them, files to copy, θ0 for task
+vectors, tensors that must be kept as they are). :func:`merge` then streams:
+for each tensor, it reads that tensor from every expert (``safe_open``,
+lazily), combines them in the accumulation dtype with the chosen method
+(:mod:`rewarded_soups.merging.methods`), casts back to the experts' dtype and
+appends it to the output file, whose header was written first. Peak memory is
+a few tensors, whatever the number of experts and the model size. The output
+mirrors the first expert's layout (one file, or the same shards and index).
+
+Two ways to store a soup (``store``):
+
+* ``full`` — the merged files, written into a temporary directory next to
+  ``out_dir`` and renamed into place when complete, so that a crash never
+  leaves a complete-looking soup;
+* ``recipe`` — ``recipe.json`` only: λ, the method, and the experts' paths with
+  content hashes. :func:`materialize` builds the soup in memory (on the
+  evaluation job's device) when it is needed, refusing experts whose files
+  changed since the recipe was written.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import shutil
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from rewarded_soups import fingerprint
+from rewarded_soups.merging import methods
+from rewarded_soups.merging.checkpoint import Checkpoint, TensorInfo, checkpoint_file
+from rewarded_soups.merging.writer import SafetensorsWriter
+
+log = logging.getLogger(__name__)
+
+RECIPE_FILE = "recipe.json"
+RECIPE_FORMAT = "rewarded-soups-recipe/1"
+INFO_FILE = "merge.json"
+STORES = ("full", "recipe")
+ACCUMULATE = ("auto", "float32", "float64")
+LORA_A = re.compile(r"\.lora_A(\.[^.]+)?\.weight$")
+LORA_B = re.compile(r"\.lora_B(\.[^.]+)?\.weight$")
+
+
+@dataclass
+class MergeSpec:
+    """What a task merges. Paths are directories; ``files`` are checkpoint names inside them."""
+
+    members: list[Path]
+    weights: list[float]
+    files: list[str]
+    copy: list[str] = field(default_factory=list)  # copied from the first member (configs)
+    base: Path | None = None  # θ0, holding the same files, for methods on task vectors
+    keep: str | None = None  # regex of tensors every member shares, copied unchanged (e.g. a frozen normaliser)
+    lora: str | None = None  # LoRA adapters: "paper" (A and B separately) or "exact" (concatenated ranks)
+    json_updates: dict[str, dict[str, Any]] = field(default_factory=dict)  # applied to copied JSON files
+    fishers: list[Path] | None = None  # each member's diagonal Fisher, same file names (method fisher)
+
+    def __post_init__(self) -> None:
+        self.members = [Path(m) for m in self.members]
+        self.weights = [float(w) for w in self.weights]
+        if len(self.members) != len(self.weights) or not self.members:
+            raise ValueError(f"need one weight per expert, got {len(self.weights)} weights for {len(self.members)}")
+        if self.lora not in (None, "paper", "exact"):
+            raise ValueError(f"unknown LoRA combination {self.lora!r}; choose paper or exact")
+
+
+@dataclass(frozen=True)
+class MergeSettings:
+    method: str = "linear"
+    options: dict[str, Any] = field(default_factory=dict)
+    accumulate: str = "auto"  # auto: float32 for 16-bit experts, float64 for 32/64-bit (the earlier behaviour)
+
+    def __post_init__(self) -> None:
+        methods.get(self.method)
+        if self.accumulate not in ACCUMULATE:
+            raise ValueError(f"unknown accumulation dtype {self.accumulate!r}; choose one of {ACCUMULATE}")
+
+
+def accumulation_dtype(setting: str, dtype: torch.dtype) -> torch.dtype:
+    if setting == "auto":
+        return torch.float64 if dtype in (torch.float32, torch.float64) else torch.float32
+    return getattr(torch, setting)
+
+
+def _open(directory: Path, file: str, stack: ExitStack, device: str) -> Checkpoint:
+    return stack.enter_context(Checkpoint(checkpoint_file(directory, file), device=device))
+
+
+def _check_alike(name: str, members: list[Checkpoint], what: str = "expert") -> list[TensorInfo]:
+    infos = []
+    for i, ckpt in enumerate(members):
+        if name not in ckpt.weight_map:
+            raise ValueError(f"tensor {name!r} is in {members[0].path} but not in {what} {i} ({ckpt.path})")
+        infos.append(ckpt.info(name))
+    first = infos[0]
+    for ckpt, info in zip(members[1:], infos[1:]):
+        if info.shape != first.shape:
+            raise ValueError(
+                f"tensor {name!r} has shape {first.shape} in {members[0].path} but {info.shape} in {ckpt.path}"
+            )
+        if info.dtype != first.dtype:
+            raise ValueError(
+                f"tensor {name!r} has dtype {first.dtype} in {members[0].path} but {info.dtype} in {ckpt.path}"
+            )
+    return infos
+
+
+class _Sources:
+    """The open checkpoints of one file of a merge, checked for matching tensors."""
+
+    def __init__(self, spec: MergeSpec, file: str, settings: MergeSettings, stack: ExitStack, device: str):
+        self.spec, self.settings, self.device = spec, settings, device
+        self.method = methods.get(settings.method)
+        self.kept = [(w, i) for i, w in enumerate(spec.weights) if w != 0]
+        if not self.kept:
+            raise ValueError(f"every weight is zero: {spec.weights}")
+        self.members = [_open(m, file, stack, "cpu") for m in spec.members]
+        names = self.members[0].keys()
+        for i, ckpt in enumerate(self.members[1:], start=1):
+            extra = sorted(set(ckpt.keys()) - set(names))
+            if extra:
+                raise ValueError(
+                    f"tensor {extra[0]!r} is in expert {i} ({ckpt.path}) but not in {self.members[0].path}"
+                )
+        self.names = names
+        self.infos = {name: _check_alike(name, self.members)[0] for name in names}
+        self.base = None
+        if self.method.uses_base and spec.base is not None:
+            self.base = _open(spec.base, file, stack, "cpu")
+            for name in names:
+                _check_alike(name, [self.members[0], self.base], what="θ0")
+        if self.method.uses_base and spec.base is None and spec.lora is None:
+            raise ValueError(f"merge method {settings.method} works on task vectors θ_i − θ0 and needs θ0 (base)")
+        self.fishers = None
+        if self.method.uses_fisher:
+            if not spec.fishers:
+                raise ValueError("merge method fisher needs each expert's Fisher (spec.fishers)")
+            self.fishers = [_open(f, file, stack, "cpu") for f in spec.fishers]
+        if spec.lora == "exact" and settings.method not in ("linear", "task_arithmetic"):
+            raise ValueError(f"LoRA lora_mode exact concatenates ranks; method {settings.method} needs lora_mode paper")
+        self.keep = re.compile(spec.keep) if spec.keep else None
+
+    def output_info(self, name: str) -> TensorInfo:
+        info = self.infos[name]
+        if self.spec.lora == "exact" and self.settings.method in ("linear", "task_arithmetic"):
+            k = len(self.kept)
+            if LORA_A.search(name):
+                return TensorInfo(info.dtype, (info.shape[0] * k, *info.shape[1:]))
+            if LORA_B.search(name):
+                return TensorInfo(info.dtype, (info.shape[0], info.shape[1] * k, *info.shape[2:]))
+        return info
+
+    def _same_everywhere(self, name: str) -> torch.Tensor:
+        first = self.members[0].get(name)
+        for i, ckpt in enumerate(self.members[1:], start=1):
+            if not torch.equal(ckpt.get(name), first):
+                raise ValueError(
+                    f"tensor {name!r} must be the same in every expert (it is not interpolated) but expert {i} "
+                    f"({ckpt.path}) differs from {self.members[0].path}"
+                )
+        return first
+
+    def merged(self, name: str) -> torch.Tensor:
+        info = self.infos[name]
+        if not info.dtype.is_floating_point or (self.keep is not None and self.keep.search(name)):
+            return self._same_everywhere(name)
+        weights = [w for w, _ in self.kept]
+        method, options = self.method, dict(self.settings.options)
+        if (
+            len(self.kept) == 1
+            and weights[0] == 1.0
+            and (method.name == "linear" or (method.name == "task_arithmetic" and options.get("scale", 1.0) == 1.0))
+        ):
+            return self.members[self.kept[0][1]].get(name)  # one expert: exactly its tensor
+        acc = accumulation_dtype(self.settings.accumulate, info.dtype)
+        tensors = [self.members[i].get(name).to(self.device, acc) for _, i in self.kept]
+        if self.spec.lora == "exact" and method.name in ("linear", "task_arithmetic"):
+            scale = options.get("scale", 1.0) if method.name == "task_arithmetic" else 1.0
+            if LORA_A.search(name):  # A is (r, in): stack the ranks, each scaled by λ_i
+                return torch.cat([t * (w * scale) for t, w in zip(tensors, weights)], dim=0).to(info.dtype)
+            if LORA_B.search(name):  # B is (out, r): side by side, so that B A = Σ λ_i B_i A_i
+                return torch.cat(tensors, dim=1).to(info.dtype)
+        base = self.base.get(name).to(self.device, acc) if self.base is not None else None
+        extra: dict[str, Any] = {"name": name}
+        if self.fishers is not None:
+            extra["fishers"] = [self.fishers[i].get(name).to(self.device, acc) for _, i in self.kept]
+        return method.combine(tensors, weights, base, **options, **extra).to(info.dtype)
+
+
+def _stream(spec: MergeSpec, file: str, settings: MergeSettings, device: str) -> Iterator[tuple[str, Any]]:
+    """Yield ("layout", (sources)) once, then (name, merged tensor) in output order."""
+    with ExitStack() as stack:
+        sources = _Sources(spec, file, settings, stack, device)
+        yield "layout", sources
+        for name in sources.names:
+            yield name, sources.merged(name)
+
+
+def _write_file(spec: MergeSpec, file: str, settings: MergeSettings, out_dir: Path, device: str) -> int:
+    """Merge one checkpoint file of the experts into ``out_dir``, mirroring the first expert's layout."""
+    stream = _stream(spec, file, settings, device)
+    _, sources = next(stream)
+    first = sources.members[0]
+    shards = list(dict.fromkeys(first.shard_of(n) for n in sources.names))
+    metadata = first.file_metadata or {"format": "pt"}
+    writers = {}
+    try:
+        for shard in shards:
+            entries = [(n, sources.output_info(n)) for n in sources.names if first.shard_of(n) == shard]
+            writers[shard] = SafetensorsWriter(out_dir / shard, entries, metadata)
+        written = 0
+        for name, tensor in stream:
+            writers[first.shard_of(name)].write(name, tensor)
+            written += tensor.numel() * tensor.element_size()
+        for writer in writers.values():
+            writer.close()
+    except BaseException:
+        for writer in writers.values():
+            writer.abort()
+        stream.close()
+        raise
+    if first.sharded:
+        index = json.loads(first.path.read_text())
+        total = sum(sources.output_info(n).nbytes for n in sources.names)
+        index["metadata"] = {**index.get("metadata", {}), "total_size": total}
+        (out_dir / first.path.name).write_text(json.dumps(index, indent=2) + "\n")
+    return written
+
+
+def _copy(spec: MergeSpec, out_dir: Path) -> None:
+    for name in spec.copy:
+        src = spec.members[0] / name
+        dst = out_dir / name
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        if name in spec.json_updates:
+            data = json.loads(src.read_text())
+            data.update(spec.json_updates[name])
+            dst.write_text(json.dumps(data, indent=2) + "\n")
+        else:
+            shutil.copy2(src, dst)
+
+
+def _fingerprints(spec: MergeSpec) -> dict[str, dict[str, Any]]:
+    paths = [*spec.members, *([spec.base] if spec.base else []), *(spec.fishers or [])]
+    out = {}
+    for path in paths:
+        files = fingerprint.listing(path)
+        out[str(path)] = {"files": files, "sha256": fingerprint.content_hash(path, files)}
+    return out
+
+
+def _spec_json(spec: MergeSpec, relative_to: Path) -> dict[str, Any]:
+    data = asdict(spec)
+
+    def rel(p: Path | None) -> str | None:
+        return None if p is None else os.path.relpath(Path(p).resolve(), relative_to.resolve())
+
+    data["members"] = [rel(m) for m in spec.members]
+    data["base"] = rel(spec.base)
+    data["fishers"] = [rel(f) for f in spec.fishers] if spec.fishers else None
+    return data
+
+
+def _publish(tmp: Path, out_dir: Path) -> None:
+    if out_dir.exists():
+        if any(out_dir.iterdir()):
+            raise FileExistsError(f"{out_dir} exists and is not empty; remove it to merge again")
+        out_dir.rmdir()
+    os.replace(tmp, out_dir)
+
+
+def merge(
+    spec: MergeSpec, out_dir: Path, settings: MergeSettings | None = None, *, store: str = "full", device: str = "cpu"
+) -> dict[str, Any]:
+    """Write the soup of ``spec`` into ``out_dir`` (a new directory); return what was done."""
+    settings = settings or MergeSettings()
+    if store not in STORES:
+        raise ValueError(f"unknown merge store {store!r}; choose one of {STORES}")
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_dir.parent / f".{out_dir.name}.partial-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    start = time.perf_counter()
+    info: dict[str, Any] = {"method": settings.method, "options": settings.options, "weights": spec.weights}
+    try:
+        if store == "recipe":
+            # Check now that the experts merge (names, shapes, dtypes), not at evaluation.
+            for file in spec.files:
+                with ExitStack() as stack:
+                    _Sources(spec, file, settings, stack, "cpu")
+            recipe = {
+                "format": RECIPE_FORMAT,
+                "settings": asdict(settings),
+                "spec": _spec_json(spec, out_dir),
+                "fingerprints": {
+                    os.path.relpath(Path(p).resolve(), out_dir.resolve()): fp for p, fp in _fingerprints(spec).items()
+                },
+            }
+            (tmp / RECIPE_FILE).write_text(json.dumps(recipe, indent=2) + "\n")
+        else:
+            written = sum(_write_file(spec, f, settings, tmp, device) for f in spec.files)
+            _copy(spec, tmp)
+            info["bytes_written"] = written
+            (tmp / INFO_FILE).write_text(
+                json.dumps({**info, "members": [str(m) for m in spec.members], "base": str(spec.base)}, indent=2)
+            )
+        _publish(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    info["seconds"] = time.perf_counter() - start
+    log.info(
+        "merged %s with λ %s (%s, store %s) in %.2f s",
+        [m.name for m in spec.members],
+        spec.weights,
+        settings.method,
+        store,
+        info["seconds"],
+    )
+    return info
+
+
+def is_recipe(model_dir: Path | None) -> bool:
+    return model_dir is not None and (Path(model_dir) / RECIPE_FILE).exists()
+
+
+@dataclass
+class Materialized:
+    """A model directory as loaders see it: ``template`` holds configs; ``tensors`` replace its checkpoint files."""
+
+    template: Path
+    tensors: dict[str, dict[str, torch.Tensor]]
+    json_updates: dict[str, dict[str, Any]]
+
+    def config(self, name: str) -> dict[str, Any]:
+        data = json.loads((self.template / name).read_text())
+        data.update(self.json_updates.get(name, {}))
+        return data
+
+
+def read_recipe(model_dir: Path) -> tuple[MergeSpec, MergeSettings]:
+    model_dir = Path(model_dir)
+    recipe = json.loads((model_dir / RECIPE_FILE).read_text())
+    if recipe.get("format") != RECIPE_FORMAT:
+        raise ValueError(f"{model_dir / RECIPE_FILE} is not a {RECIPE_FORMAT} recipe")
+    data = dict(recipe["spec"])
+
+    def resolve(p: str | None) -> Path | None:
+        return None if p is None else (model_dir / p).resolve()
+
+    for rel, fp in recipe["fingerprints"].items():
+        path = resolve(rel)
+        if not fingerprint.unchanged(path, fp["files"], fp["sha256"]):
+            raise RuntimeError(
+                f"{path}, a member of the soup recipe {model_dir}, changed or vanished since the recipe was written; "
+                "rerun the soup (snakemake reruns it when the workflow rebuilds an expert)"
+            )
+    data["members"] = [resolve(m) for m in data["members"]]
+    data["base"] = resolve(data["base"])
+    data["fishers"] = [resolve(f) for f in data["fishers"]] if data.get("fishers") else None
+    return MergeSpec(**data), MergeSettings(**recipe["settings"])
+
+
+def materialize(model_dir: Path, device: str | torch.device = "cpu") -> Materialized:
+    """A soup ready to load: a full directory as it is, or a recipe merged in memory on ``device``."""
+    model_dir = Path(model_dir)
+    if not is_recipe(model_dir):
+        return Materialized(model_dir, {}, {})
+    spec, settings = read_recipe(model_dir)
+    start = time.perf_counter()
+    tensors: dict[str, dict[str, torch.Tensor]] = {}
+    for file in spec.files:
+        stream = _stream(spec, file, settings, str(device))
+        next(stream)
+        tensors[file] = {name: t.to(device) for name, t in stream}
+    log.info("built the soup of %s in memory on %s in %.2f s", model_dir, device, time.perf_counter() - start)
+    return Materialized(spec.members[0], tensors, spec.json_updates)
+
+
+def load_state(model_dir: Path, file: str, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
+    """The tensors of one checkpoint file of a model directory (full or recipe)."""
+    merged = materialize(model_dir, device)
+    if merged.tensors:
+        return merged.tensors[file]
+    with Checkpoint(checkpoint_file(model_dir, file)) as ckpt:
+        return {name: ckpt.get(name).to(device) for name in ckpt.keys()}
