@@ -23,9 +23,25 @@ def weight_matrix(table: pd.DataFrame, rewards: Sequence[str]) -> np.ndarray:
     return np.array([[m.get(r, 0.0) for r in rewards] for m in mixes], dtype=float).reshape(len(mixes), len(rewards))
 
 
-def rs_table(table: pd.DataFrame) -> pd.DataFrame:
-    """Experts and soups: the models that make the rewarded-soups front."""
-    return table[table["kind"].isin(["expert", "soup"])]
+# Every other kind in scores.csv is a merge method beyond the first (merge.method), named after it.
+STANDARD_KINDS = ("init", "expert", "soup", "morl", "ensemble", "wise")
+
+
+def method_kinds(table: pd.DataFrame) -> list[str]:
+    """Kinds of the models made by further merge methods (ties, dare, …), in order of appearance."""
+    return [k for k in dict.fromkeys(table["kind"]) if k not in STANDARD_KINDS]
+
+
+def on_simplex(table: pd.DataFrame, rewards: Sequence[str]) -> np.ndarray:
+    """Rows whose weights lie in [0, 1] (extrapolated task-arithmetic points do not)."""
+    w = weight_matrix(table, rewards)
+    return np.all((w >= -1e-9) & (w <= 1 + 1e-9), axis=1)
+
+
+def rs_table(table: pd.DataFrame, rewards: Sequence[str], kind: str = "soup") -> pd.DataFrame:
+    """Experts and the soups of one merge method on the simplex: the models that make its front."""
+    rows = table[table["kind"].isin(["expert", kind])]
+    return rows[on_simplex(rows, rewards)]
 
 
 def preference_comparison(table: pd.DataFrame, rewards: Sequence[str]) -> list[dict[str, Any]]:
@@ -36,7 +52,7 @@ def preference_comparison(table: pd.DataFrame, rewards: Sequence[str]) -> list[d
     * the best experts-or-soup on the grid (a posteriori choice). It is selected
       on the same evaluation prompts it is scored on, so it is optimistic.
     """
-    rs = rs_table(table)
+    rs = rs_table(table, rewards)
     rs_w = weight_matrix(rs, rewards)
     rs_values = rs[list(rewards)].to_numpy(float)
     morl = table[table["kind"] == "morl"]
@@ -82,21 +98,33 @@ def pair_summary(table: pd.DataFrame, rewards: Sequence[str], pair: Sequence[str
     on_pair = _on_pair(table, rewards, pair)
     experts = table[(table["kind"] == "expert") & on_pair]
     experts = experts.iloc[np.argsort([int(np.argmax(w)) for w in weight_matrix(experts, pair)])]
-    soups = table[(table["kind"] == "soup") & on_pair]
-    margins = lmc_margins(experts[pair].to_numpy(float), weight_matrix(soups, pair), soups[pair].to_numpy(float))
+    simplex = on_simplex(table, rewards)
+
+    def soups_of(kind: str) -> pd.DataFrame:
+        return table[(table["kind"] == kind) & on_pair & simplex]
+
+    def lmc_of(kind: str) -> dict[str, Any]:
+        soups = soups_of(kind)
+        return lmc_summary(
+            lmc_margins(experts[pair].to_numpy(float), weight_matrix(soups, pair), soups[pair].to_numpy(float))
+        )
+
     ref = auto_reference(table[pair].to_numpy(float))
     groups = {
-        "rs": pd.concat([experts, soups]),
+        "rs": pd.concat([experts, soups_of("soup")]),
         "morl": table[(table["kind"] == "morl") & on_pair],
         "ensemble": pd.concat([experts, table[(table["kind"] == "ensemble") & on_pair]]),
         "wise": pd.concat([table[table["kind"] == "init"], experts, table[table["kind"] == "wise"]]),
     }
-    present = {"rs", "morl"} | {k for k in ("ensemble", "wise") if (table["kind"] == k).any()}
+    methods = method_kinds(table)
+    groups |= {kind: pd.concat([experts, soups_of(kind)]) for kind in methods}
+    present = {"rs", "morl", *methods} | {k for k in ("ensemble", "wise") if (table["kind"] == k).any()}
     return {
         "rewards": pair,
-        "lmc": lmc_summary(margins),
+        "lmc": lmc_of("soup"),
         "hypervolume": {k: hypervolume(g[pair].to_numpy(float), ref) for k, g in groups.items() if k in present}
         | {"reference": [float(x) for x in ref], "reference_rule": REFERENCE_RULE},
+        "methods": {kind: {"lmc": lmc_of(kind)} for kind in methods},
     }
 
 
@@ -138,7 +166,7 @@ def summarise(
         raise ValueError(f"scores.csv has no column for rewards {missing}; found {sorted(table.columns)}")
     rewards = list(rewards)
     experts = table[table["kind"] == "expert"]
-    soups = table[table["kind"] == "soup"]
+    soups = table[(table["kind"] == "soup") & on_simplex(table, rewards)]
     morl = table[table["kind"] == "morl"]
 
     expert_w = weight_matrix(experts, rewards)
@@ -164,9 +192,20 @@ def summarise(
         ref = np.asarray(reference, dtype=float)
         rule = "set in config (analysis.reference)"
 
-    rs = rs_table(table)
+    rs = rs_table(table, rewards)
     rs_points = rs[rewards].to_numpy(float)
     morl_points = morl[rewards].to_numpy(float)
+    methods = {}
+    for kind in method_kinds(table):
+        rows = rs_table(table, rewards, kind)
+        merged = rows[rows["kind"] == kind]
+        methods[kind] = {
+            "models": len(table[table["kind"] == kind]),
+            "hypervolume": hypervolume(rows[rewards].to_numpy(float), ref),
+            "lmc": lmc_summary(
+                lmc_margins(expert_scores, weight_matrix(merged, rewards), merged[rewards].to_numpy(float))
+            ),
+        }
     return {
         "rewards": rewards,
         "models": {
@@ -175,6 +214,7 @@ def summarise(
             "soups": len(soups),
             "morl": list(morl.index),
             "baselines": list(table.index[table["kind"].isin(["ensemble", "wise"])]),
+            "methods": {kind: int((table["kind"] == kind).sum()) for kind in method_kinds(table)},
         },
         "lmc": lmc,
         "hypervolume": {
@@ -191,5 +231,6 @@ def summarise(
         "preferences": preference_comparison(table, rewards),
         "pairs": [pair_summary(table, rewards, p) for p in pairs],
         "uniform_soup": uniform_soup_comparison(table, rewards),
+        "methods": methods,
         "timings": timings or {},
     }

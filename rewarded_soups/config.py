@@ -135,6 +135,18 @@ def validate_config(config: dict[str, Any], schema: Path = GENERIC_SCHEMA) -> di
                 f"{where}.baselines: task kind {kind!r} does not implement {unsupported}; "
                 f"it implements {list(implemented) or 'none'}"
             )
+        methods = [merge["method"]] if isinstance(merge["method"], str) else list(merge["method"])
+        if "fisher" in methods and not hasattr(module, "fisher"):
+            raise ConfigError(
+                f"{where}.merge.method: task kind {kind!r} cannot estimate Fisher matrices (it defines no `fisher`); "
+                "choose among linear, task_arithmetic, ties, dare"
+            )
+        low, high = merge["task_arithmetic"]["lambda_range"]
+        if not low <= 0.0 <= 1.0 <= high:
+            raise ConfigError(
+                f"{where}.merge.task_arithmetic.lambda_range: [{low}, {high}] must contain [0, 1] "
+                "(values beyond it extrapolate)"
+            )
         check = getattr(module, "check_settings", None)
         if check is not None:
             try:

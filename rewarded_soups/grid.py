@@ -79,3 +79,11 @@ def normalise(weights: Sequence[float]) -> tuple[float, ...]:
     if total <= 0 or any(w < 0 for w in weights):
         raise ValueError(f"weights must be non-negative with a positive sum, got {list(weights)}")
     return tuple(w / total for w in weights)
+
+
+def renormalise(weights: Sequence[float]) -> tuple[float, ...]:
+    """Weights divided by their sum, which must be positive; negative weights (extrapolation) are allowed."""
+    total = float(sum(weights))
+    if total <= 0:
+        raise ValueError(f"weights must have a positive sum, got {list(weights)}")
+    return tuple(w / total for w in weights)

@@ -9,13 +9,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from rewarded_soups.grid import as_mix, is_vertex, mix_name, normalise, simplex_lattice
+from rewarded_soups.grid import as_mix, format_weight, is_vertex, mix_name, normalise, simplex_lattice
 
 
 @dataclass(frozen=True)
 class Model:
     name: str  # unique within a task; used as a wildcard
-    kind: str  # init | expert | soup | morl | ensemble | wise
+    kind: str  # init | expert | soup | morl | ensemble | wise | a merge method other than the first
     mix: dict[str, float]  # λ for soups, experts and ensembles, μ for MORL, α toward θ0 for wise, empty for init
     directory: str  # checkpoint directory, relative to results/{task}
 
@@ -100,6 +100,43 @@ def _unique(mixes: list[dict[str, float]]) -> list[dict[str, float]]:
     return list(unique.values())
 
 
+def merge_methods(task: dict[str, Any]) -> list[str]:
+    """``merge.method`` as a list: the first makes the soups (kind ``soup``), the others their own curves."""
+    method = task["merge"].get("method", "linear")
+    return [method] if isinstance(method, str) else list(method)
+
+
+def extrapolated_mixes(task: dict[str, Any]) -> list[dict[str, float]]:
+    """Task arithmetic beyond the experts (the paper's Figure 13g): λ of each pair's first expert outside [0, 1].
+
+    Points continue the λ grid's step over ``merge.task_arithmetic.lambda_range``;
+    the pair's weights still sum to 1.
+    """
+    low, high = task["merge"].get("task_arithmetic", {}).get("lambda_range", [0.0, 1.0])
+    step = 1.0 / (task["merge"]["grid_points"] - 1)
+    outside = []
+    k = 1
+    while -k * step >= low - 1e-9 or 1 + k * step <= high + 1e-9:
+        if -k * step >= low - 1e-9:
+            outside.append(round(-k * step, 10))
+        if 1 + k * step <= high + 1e-9:
+            outside.append(round(1 + k * step, 10))
+        k += 1
+    mixes = []
+    for pair in front_pairs(task):
+        for lam in sorted(outside):
+            mixes.append({pair[0]: float(format_weight(lam)), pair[1]: float(format_weight(1.0 - lam))})
+    return _unique(mixes)
+
+
+def method_mixes(task: dict[str, Any], method: str) -> list[dict[str, float]]:
+    """The λ of a merge method's models: the soup grid, plus extrapolation for task arithmetic."""
+    mixes = soup_mixes(task)
+    if method == "task_arithmetic":
+        mixes = _unique(mixes + extrapolated_mixes(task))
+    return mixes
+
+
 def baseline_mixes(task: dict[str, Any], kind: str) -> list[dict[str, float]]:
     """Mixes of the ``ensemble`` (two experts' predictions) and ``wise`` (expert toward θ0) baselines.
 
@@ -124,8 +161,12 @@ def models(task: dict[str, Any]) -> list[Model]:
     out = [Model("init", "init", {}, "pretrain/model")]
     for r in names:
         out.append(Model(f"expert-{r}", "expert", as_mix(names, [float(r == n) for n in names]), f"experts/{r}"))
-    for mix in soup_mixes(task):
+    primary, *others = merge_methods(task)
+    for mix in method_mixes(task, primary):
         out.append(Model(f"soup-{mix_name(mix)}", "soup", mix, f"soups/{mix_name(mix)}"))
+    for method in others:
+        for mix in method_mixes(task, method):
+            out.append(Model(f"{method}-{mix_name(mix)}", method, mix, f"merges/{method}/{mix_name(mix)}"))
     for mix in morl_mixes(task):
         out.append(Model(f"morl-{mix_name(mix)}", "morl", mix, f"morl/{mix_name(mix)}"))
     for mix in baseline_mixes(task, "ensemble"):

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from rewarded_soups.analysis import weight_matrix
+from rewarded_soups.analysis import method_kinds, weight_matrix
 from rewarded_soups.grid import format_weight
 from rewarded_soups.registry import METRIC_KINDS
 from rewarded_soups.scores import standard_errors, wide
@@ -67,6 +67,12 @@ def baseline_curves(table: pd.DataFrame, rewards: Sequence[str], pair: Sequence[
         on = ens & (np.all(w[:, others] == 0, axis=1) if others else True)
         rows = pd.concat([experts[pair[0]], table[on], experts[pair[1]]])
         curves["ensemble"] = rows.assign(t=weight_matrix(rows, rewards)[:, idx[pair[0]]]).sort_values("t")
+    others = [i for i in range(len(rewards)) if i not in idx.values()]
+    off_pair = np.all(w[:, others] == 0, axis=1) if others else np.ones(len(table), dtype=bool)
+    for kind in method_kinds(table):
+        # A further merge method: its curve from one expert to the other (beyond them when extrapolated).
+        rows = pd.concat([experts[pair[0]], table[(table["kind"] == kind) & off_pair], experts[pair[1]]])
+        curves[f"method-{kind}"] = rows.assign(t=weight_matrix(rows, rewards)[:, idx[pair[0]]]).sort_values("t")
     init = table[table["kind"] == "init"]
     for r in pair:
         wise = (table["kind"] == "wise") & (w[:, idx[r]] > 0)
@@ -150,9 +156,15 @@ def plot_front(
                 fontsize=7,
                 color=PALETTE["morl"],
             )
+    method_colours = iter(sns.color_palette("Dark2", 8))
     for name, rows in baseline_curves(table, rewards, axes).items():
         if name == "ensemble":
             style = {"color": PALETTE["ensemble"], "marker": "D", "label": "prediction ensembling (λ)"}
+        elif name.startswith("method-"):
+            method = name.removeprefix("method-")
+            style = {"color": next(method_colours), "marker": "^", "label": f"merge method {method} (λ)"}
+            ax.plot(rows[x], rows[y], "-.", ms=5, lw=1.5, zorder=2, **style)
+            continue
         else:
             style = {"color": PALETTE["wise"], "marker": "v", "label": f"WiSE: θ0 toward {name.removeprefix('wise-')}"}
         ax.plot(rows[x], rows[y], ":", ms=5, lw=1.5, zorder=2, **style)

@@ -7,7 +7,8 @@ from snakemake.exceptions import WorkflowError
 
 from rewarded_soups import plan
 from rewarded_soups.config import ConfigError, validate_config
-from rewarded_soups.grid import normalise, parse_mix
+from rewarded_soups.grid import parse_mix, renormalise
+from rewarded_soups.merging.methods import METHODS
 from rewarded_soups.registry import load_task, reward_kind
 
 try:
@@ -26,6 +27,7 @@ STAGE_SECTIONS = {
     "pretrain": ("data", "pretrain"),
     "finetune": ("data", "finetune"),
     "merge": ("merge.lora_mode",),
+    "fisher": ("data", "finetune", "merge.fisher"),
     "generate": ("data", "evaluate"),
 }
 
@@ -33,7 +35,8 @@ STAGE_SECTIONS = {
 wildcard_constraints:
     task="|".join(TASKS) or "no_task_enabled",
     reward=r"[a-z][a-z0-9_]*",
-    mix=r"[a-z][a-z0-9_@.+]*",
+    mix=r"[a-z][a-z0-9_@.+-]*",
+    method="|".join(METHODS),
     model=r"[a-z][a-z0-9_@.+-]*",
     fmt="png|pdf|svg",
 
@@ -49,6 +52,42 @@ def settings(stage):
             else:
                 out[section] = task[section]
         return plan.canonical(out)
+
+    return get
+
+
+def merge_settings(method):
+    """What makes one merge (params): its method and options, how it is stored and summed, the LoRA mode.
+
+    ``method``: a name, "method" for the wildcard, None for the task's first
+    method (the soups). Which soups exist (grid, pairs, extrapolation range)
+    is not part of it, so adding soups leaves the existing ones up to date.
+    """
+
+    def get(wildcards):
+        merge = TASKS[wildcards.task]["merge"]
+        name = {None: plan.merge_methods(TASKS[wildcards.task])[0], "method": getattr(wildcards, "method", None)}.get(
+            method, method
+        )
+        section = merge.get(name, {})
+        options = {k: section[k] for k in METHODS[name].options if k in section}
+        if "seed" in METHODS[name].options:
+            options["seed"] = SEED
+        chosen = {k: merge[k] for k in ("store", "accumulate", "lora_mode")}
+        return plan.canonical({"merge": {"method": name, "options": options, **chosen}})
+
+    return get
+
+
+def fisher_inputs(method):
+    """Each merged expert's Fisher, when the merge is Fisher-weighted."""
+
+    def get(wildcards):
+        name = plan.merge_methods(TASKS[wildcards.task])[0] if method is None else wildcards.method
+        if not METHODS[name].uses_fisher:
+            return []
+        mix = parse_mix(wildcards.mix)
+        return [f"results/{wildcards.task}/fisher/{r}" for r, w in mix.items() if w != 0]
 
     return get
 
@@ -122,12 +161,15 @@ def soup_experts(wildcards):
     unknown = [r for r in mix if r not in TASKS[wildcards.task]["rewards"]]
     if unknown:
         raise WorkflowError(f"{wildcards.task}: soup {wildcards.mix} names unknown rewards {unknown}")
-    return [f"results/{wildcards.task}/experts/{r}" for r, w in mix.items() if w > 0]
+    return [f"results/{wildcards.task}/experts/{r}" for r, w in mix.items() if w != 0]
 
 
 def mix_weights(wildcards):
-    """A soup's or ensemble's λ, zeros dropped; names round λ to 4 decimals (1/3 -> 0.3333): renormalised."""
-    return list(normalise([m for m in parse_mix(wildcards.mix).values() if m > 0]))
+    """A soup's or ensemble's λ, zeros dropped; names round λ to 4 decimals (1/3 -> 0.3333): renormalised.
+
+    Extrapolated task-arithmetic soups have a negative λ; their weights still sum to 1.
+    """
+    return list(renormalise([m for m in parse_mix(wildcards.mix).values() if m != 0]))
 
 
 def wise_members(wildcards):

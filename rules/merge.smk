@@ -1,12 +1,19 @@
+# Soups: the experts combined with the first merge method (kind soup), and with
+# each further method of merge.method (its own kind, one curve each on the
+# front). Merging streams tensor by tensor (rewarded_soups.merging); with
+# merge.store: recipe a soup directory holds only its recipe.
+
+
 rule soup:
     input:
         base="results/{task}/pretrain/model",
         experts=soup_experts,
+        fishers=fisher_inputs(None),
     output:
         directory("results/{task}/soups/{mix}"),
     params:
         kind=task_kind,
-        settings=settings("merge"),
+        settings=merge_settings(None),
         weights=mix_weights,
     threads: resource("merge", "threads")
     resources:
@@ -22,6 +29,52 @@ rule soup:
         conda_env
     script:
         "../scripts/merge.py"
+
+
+use rule soup as merge_method with:
+    input:
+        base="results/{task}/pretrain/model",
+        experts=soup_experts,
+        fishers=fisher_inputs("method"),
+    output:
+        directory("results/{task}/merges/{method}/{mix}"),
+    params:
+        kind=task_kind,
+        settings=merge_settings("method"),
+        weights=mix_weights,
+    log:
+        "logs/{task}/merges/{method}/{mix}.log",
+    benchmark:
+        "benchmarks/{task}/merges/{method}/{mix}.tsv"
+
+
+# Each expert's diagonal Fisher on its own fine-tuning inputs, for merge method
+# fisher (tasks that implement `fisher`).
+rule fisher:
+    input:
+        base="results/{task}/pretrain/model",
+        expert="results/{task}/experts/{reward}",
+    output:
+        directory("results/{task}/fisher/{reward}"),
+    params:
+        kind=task_kind,
+        settings=settings("fisher"),
+        rewards=lambda w: {w.reward: plan.canonical(TASKS[w.task]["rewards"][w.reward])},
+        seed=SEED,
+    threads: resource("finetune", "threads")
+    resources:
+        gpu=resource("finetune", "gpu"),
+        mem_mb=resource("finetune", "mem_mb"),
+        runtime=resource("finetune", "runtime"),
+        gpu_model=resource("finetune", "gpu_model"),
+    log:
+        "logs/{task}/fisher/{reward}.log",
+    benchmark:
+        "benchmarks/{task}/fisher/{reward}.tsv"
+    conda:
+        conda_env
+    script:
+        "../scripts/fisher.py"
 
 
 # Baselines of the paper's captioning experiments (tasks list what they
@@ -60,7 +113,7 @@ rule wise:
         directory("results/{task}/wise/{mix}"),
     params:
         kind=task_kind,
-        settings=settings("merge"),
+        settings=merge_settings("linear"),
         weights=wise_weights,
     threads: resource("merge", "threads")
     resources:

@@ -1,4 +1,4 @@
-"""Combine experts for one λ: interpolate weights (rules soup, wise) or ensemble predictions (rule ensemble)."""
+"""Combine experts for one λ: merge weights (rules soup, merge_method, wise) or ensemble predictions (rule ensemble)."""
 
 import sys
 from pathlib import Path
@@ -12,11 +12,9 @@ with logged(snakemake) as log:
     task = load_task(snakemake.params.kind)
     experts = [Path(p) for p in snakemake.input.experts]
     log.info("λ %s over %s", snakemake.params.weights, [p.name for p in experts])
-    combine = getattr(task, snakemake.params.get("method", "merge"))
-    combine(
-        Path(snakemake.input.base),
-        experts,
-        list(snakemake.params.weights),
-        Path(snakemake.output[0]),
-        snakemake.params.settings,
-    )
+    args = (Path(snakemake.input.base), experts, list(snakemake.params.weights), Path(snakemake.output[0]))
+    if snakemake.params.get("method") == "ensemble":
+        task.ensemble(*args, snakemake.params.settings)
+    else:
+        fishers = [Path(p) for p in snakemake.input.get("fishers", [])]
+        task.merge(*args, snakemake.params.settings, fisher_dirs=fishers or None)

@@ -16,6 +16,7 @@ from rewarded_soups.merging.engine import (
     load_state,
     materialize,
     merge,
+    run,
 )
 from rewarded_soups.merging.inmemory import LORA_MODES, check_compatible, concat_lora, interpolate
 from rewarded_soups.merging.inmemory import merge as merge_state_dicts
@@ -34,4 +35,5 @@ __all__ = [
     "materialize",
     "merge",
     "merge_state_dicts",
+    "run",
 ]

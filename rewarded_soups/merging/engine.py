@@ -210,6 +210,8 @@ def _stream(spec: MergeSpec, file: str, settings: MergeSettings, device: str) ->
 
 def _write_file(spec: MergeSpec, file: str, settings: MergeSettings, out_dir: Path, device: str) -> int:
     """Merge one checkpoint file of the experts into ``out_dir``, mirroring the first expert's layout."""
+    out_dir = out_dir / Path(file).parent  # e.g. unet/ for unet/diffusion_pytorch_model.safetensors
+    out_dir.mkdir(parents=True, exist_ok=True)
     stream = _stream(spec, file, settings, device)
     _, sources = next(stream)
     first = sources.members[0]
@@ -397,3 +399,18 @@ def load_state(model_dir: Path, file: str, device: str | torch.device = "cpu") -
         return merged.tensors[file]
     with Checkpoint(checkpoint_file(model_dir, file)) as ckpt:
         return {name: ckpt.get(name).to(device) for name in ckpt.keys()}
+
+
+def run(spec: MergeSpec, out_dir: Path, merge_settings: dict[str, Any]) -> dict[str, Any]:
+    """Merge as the workflow's ``merge`` section says (method, its options, store, accumulation dtype).
+
+    The merge runs on the job's GPU when it was given one.
+    """
+    from rewarded_soups.gpus import torch_device
+
+    settings = MergeSettings(
+        method=merge_settings.get("method", "linear"),
+        options=dict(merge_settings.get("options") or {}),
+        accumulate=merge_settings.get("accumulate", "auto"),
+    )
+    return merge(spec, out_dir, settings, store=merge_settings.get("store", "full"), device=str(torch_device()))

@@ -179,16 +179,27 @@ def finetune(
 
 
 def merge(
-    base_dir: Path, expert_dirs: list[Path], weights: list[float], out_dir: Path, settings: dict[str, Any]
+    base_dir: Path,
+    expert_dirs: list[Path],
+    weights: list[float],
+    out_dir: Path,
+    settings: dict[str, Any],
+    *,
+    fisher_dirs: list[Path] | None = None,
 ) -> None:
-    """Σ λ_i θ_i over full state dicts; a member may be θ0 itself (WiSE)."""
-    from rewarded_soups.merging import interpolate
-    from rewarded_soups.tasks.captioning import model as captioner
+    """Σ λ_i θ_i over full captioners, streamed; a member may be θ0 itself (WiSE)."""
+    from rewarded_soups.merging import MergeSpec, run
+    from rewarded_soups.tasks.captioning.model import CONFIG_FILE, WEIGHTS_FILE
 
-    members = [captioner.load(Path(d)) for d in expert_dirs]
-    soup = members[0]
-    soup.load_state_dict(interpolate([m.state_dict() for m in members], weights))
-    captioner.save(soup, Path(out_dir))
+    spec = MergeSpec(
+        members=list(expert_dirs),
+        weights=list(weights),
+        files=[WEIGHTS_FILE],
+        copy=[CONFIG_FILE],
+        base=Path(base_dir),
+        fishers=fisher_dirs,
+    )
+    run(spec, Path(out_dir), settings.get("merge", {}))
 
 
 def ensemble(

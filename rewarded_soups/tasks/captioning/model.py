@@ -217,9 +217,13 @@ def save(model: Captioner, out_dir: Path) -> None:
 
 
 def load(model_dir: Path) -> Captioner:
-    model_dir = Path(model_dir)
-    model = Captioner(json.loads((model_dir / CONFIG_FILE).read_text()))
-    model.load_state_dict(load_file(model_dir / WEIGHTS_FILE), strict=True)
+    """A saved captioner; a soup stored as a recipe is merged in memory."""
+    from rewarded_soups.merging import materialize
+
+    soup = materialize(Path(model_dir))
+    model = Captioner(json.loads((soup.template / CONFIG_FILE).read_text()))
+    state = soup.tensors[WEIGHTS_FILE] if soup.tensors else load_file(Path(model_dir) / WEIGHTS_FILE)
+    model.load_state_dict(state, strict=True)
     return model.eval()
 
 

@@ -171,19 +171,30 @@ def finetune(
     return metrics
 
 
+UNET_WEIGHTS = "unet/diffusion_pytorch_model.safetensors"
+
+
 def merge(
-    base_dir: Path, expert_dirs: list[Path], weights: list[float], out_dir: Path, settings: dict[str, Any]
+    base_dir: Path,
+    expert_dirs: list[Path],
+    weights: list[float],
+    out_dir: Path,
+    settings: dict[str, Any],
+    *,
+    fisher_dirs: list[Path] | None = None,
 ) -> None:
-    """Σ λ_i θ_i over the full UNet state dicts (the frozen weights are equal and stay so)."""
-    from diffusers import UNet2DConditionModel
+    """Σ λ_i θ_i over the full UNets, streamed (the frozen weights are equal and stay so); θ0 for task vectors."""
+    from rewarded_soups.merging import MergeSpec, run
 
-    from rewarded_soups.merging import interpolate
-
-    unets = [UNet2DConditionModel.from_pretrained(Path(d) / "unet") for d in expert_dirs]
-    merged = interpolate([u.state_dict() for u in unets], weights)
-    unet = unets[0]
-    unet.load_state_dict(merged)
-    unet.save_pretrained(Path(out_dir) / "unet")
+    spec = MergeSpec(
+        members=list(expert_dirs),
+        weights=list(weights),
+        files=[UNET_WEIGHTS],
+        copy=["unet/config.json"],
+        base=Path(base_dir),
+        fishers=fisher_dirs,
+    )
+    run(spec, Path(out_dir), settings.get("merge", {}))
 
 
 def generate(

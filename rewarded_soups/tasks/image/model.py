@@ -128,11 +128,18 @@ def load(base_dir: Path, unet_dir: Path | None = None) -> Pipeline:
     from diffusers import DDPMScheduler, UNet2DConditionModel
     from transformers import CLIPTextModel, PreTrainedTokenizerFast
 
+    from rewarded_soups.merging import materialize
+
     base_dir = Path(base_dir)
+    # A soup stored as a recipe is merged in memory here, on the device.
+    soup = materialize(Path(unet_dir or base_dir), best_device())
+    unet = UNet2DConditionModel.from_pretrained(soup.template / "unet")
+    if soup.tensors:
+        unet.load_state_dict(soup.tensors["unet/diffusion_pytorch_model.safetensors"])
     return Pipeline(
         tokenizer=PreTrainedTokenizerFast.from_pretrained(base_dir / "tokenizer"),
         text_encoder=CLIPTextModel.from_pretrained(base_dir / "text_encoder").eval(),
-        unet=UNet2DConditionModel.from_pretrained(Path(unet_dir or base_dir) / "unet").eval(),
+        unet=unet.eval(),
         scheduler=DDPMScheduler.from_pretrained(base_dir / "scheduler"),
     ).to(best_device())
 

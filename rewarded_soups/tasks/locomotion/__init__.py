@@ -68,12 +68,31 @@ def finetune(
 
 
 def merge(
-    base_dir: Path, expert_dirs: list[Path], weights: list[float], out_dir: Path, settings: dict[str, Any]
+    base_dir: Path,
+    expert_dirs: list[Path],
+    weights: list[float],
+    out_dir: Path,
+    settings: dict[str, Any],
+    *,
+    fisher_dirs: list[Path] | None = None,
 ) -> None:
-    configure_jax(1)
+    """Σ λ_i θ_i over the policy parameters, streamed; the frozen normaliser, shared by all, is kept as is."""
+    from rewarded_soups.merging import MergeSpec, run
     from rewarded_soups.tasks.locomotion import policy as io
 
-    io.save(io.interpolate([io.load(Path(d)) for d in expert_dirs], weights), Path(out_dir))
+    specs = {io.PolicySpec.from_json((Path(d) / io.CONFIG).read_text()) for d in expert_dirs}
+    if len(specs) > 1:
+        raise ValueError(f"policies differ in shape: {sorted(map(str, specs))}")
+    spec = MergeSpec(
+        members=list(expert_dirs),
+        weights=list(weights),
+        files=[io.WEIGHTS],
+        copy=[io.CONFIG],
+        base=Path(base_dir),
+        keep=rf"^normalizer{io.SEP}",
+        fishers=fisher_dirs,
+    )
+    run(spec, Path(out_dir), settings.get("merge", {}))
 
 
 def generate(

@@ -83,12 +83,20 @@ def save(policy: Policy, out_dir: Path) -> None:
 
 
 def load(model_dir: Path) -> Policy:
+    """A saved policy; a soup stored as a recipe is merged in memory."""
     from safetensors.numpy import load_file
 
+    from rewarded_soups.merging import is_recipe, materialize
+
     model_dir = Path(model_dir)
-    if not (model_dir / WEIGHTS).exists():
+    if is_recipe(model_dir):
+        soup = materialize(model_dir)
+        tensors = {k: v.numpy() for k, v in soup.tensors[WEIGHTS].items()}
+        model_dir = soup.template
+    elif not (model_dir / WEIGHTS).exists():
         raise FileNotFoundError(f"{model_dir} holds no {WEIGHTS}: not a locomotion policy directory")
-    tensors = load_file(str(model_dir / WEIGHTS))
+    else:
+        tensors = load_file(str(model_dir / WEIGHTS))
     prefix = f"policy{SEP}"
     params = unflatten({k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)})
     spec = PolicySpec.from_json((model_dir / CONFIG).read_text())

@@ -54,6 +54,13 @@ def check_settings(task: dict[str, Any]) -> None:
             f"finetune.generation_batch_size ({ft['generation_batch_size']}) must be a multiple of "
             f"per_device_train_batch_size ({ft['per_device_train_batch_size']})"
         )
+    merge = task["merge"]
+    methods = [merge["method"]] if isinstance(merge["method"], str) else merge["method"]
+    if merge["lora_mode"] == "exact" and set(methods) & {"ties", "dare", "fisher"}:
+        raise ValueError(
+            "merge.method: ties, dare and fisher combine the A and B matrices entry by entry, which needs "
+            "adapters of one rank: set merge.lora_mode to paper"
+        )
     model = task["pretrain"].get("model")
     if model and str(model).startswith((".", "/", "~")) and not Path(model).expanduser().is_dir():
         raise ValueError(f"pretrain.model: {model} is not a directory (give a local model directory or a hub id)")
@@ -127,13 +134,9 @@ def finetune(
     return train(Path(base_dir), Path(out_dir), _splits(settings, seed), rewards, weights, settings, seed=seed)
 
 
-def merge(
-    base_dir: Path, expert_dirs: list[Path], weights: list[float], out_dir: Path, settings: dict[str, Any]
-) -> None:
-    """Interpolate the experts' LoRA adapters (see :mod:`rewarded_soups.merging` for the two modes)."""
-    from safetensors.torch import load_file, save_file
-
-    from rewarded_soups.merging import merge as merge_weights
+def merge_spec(base_dir: Path, expert_dirs: list[Path], weights: list[float], settings: dict[str, Any]):
+    """The experts' LoRA adapters and how to combine them (see :mod:`rewarded_soups.merging.inmemory`)."""
+    from rewarded_soups.merging import MergeSpec
 
     mode = settings["merge"]["lora_mode"]
     configs = [json.loads((Path(d) / ADAPTER_CONFIG).read_text()) for d in expert_dirs]
@@ -142,30 +145,59 @@ def merge(
         values = {json.dumps(sorted(v) if isinstance(v := c.get(key), list) else v) for c in configs}
         if len(values) > 1:
             raise ValueError(f"experts' adapters differ in {key}: {sorted(values)}; they cannot be merged")
-    merged = merge_weights([load_file(Path(d) / ADAPTER_WEIGHTS) for d in expert_dirs], weights, lora_mode=mode)
-    config = dict(configs[0])
+    updates = {}
     if mode == "exact":
         # Rank grows to Σ r_i; scale alpha with it so that alpha/r (peft's scaling) is unchanged.
         kept = sum(1 for w in weights if w != 0)
-        config["r"] = config["r"] * kept
-        config["lora_alpha"] = config["lora_alpha"] * kept
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    save_file(merged, out_dir / ADAPTER_WEIGHTS, metadata={"format": "pt"})
-    (out_dir / ADAPTER_CONFIG).write_text(json.dumps(config, indent=2))
+        updates = {ADAPTER_CONFIG: {"r": configs[0]["r"] * kept, "lora_alpha": configs[0]["lora_alpha"] * kept}}
+    return MergeSpec(
+        members=list(expert_dirs),
+        weights=list(weights),
+        files=[ADAPTER_WEIGHTS],
+        copy=[ADAPTER_CONFIG],
+        lora=mode,
+        json_updates=updates,
+    )
 
 
-def load_model(base_dir: Path, model_dir: Path | None, *, dtype: str = "float32"):
-    """θ0, or θ0 with an adapter merged in (an expert, a soup or a MORL run)."""
-    from peft import PeftModel
+def merge(
+    base_dir: Path,
+    expert_dirs: list[Path],
+    weights: list[float],
+    out_dir: Path,
+    settings: dict[str, Any],
+    *,
+    fisher_dirs: list[Path] | None = None,
+) -> None:
+    """Combine the experts' LoRA adapters with the configured method (streamed, tensor by tensor)."""
+    from rewarded_soups.merging import run
 
+    spec = merge_spec(base_dir, expert_dirs, weights, settings)
+    spec.fishers = fisher_dirs
+    run(spec, Path(out_dir), settings["merge"])
+
+
+def load_model(base_dir: Path, model_dir: Path | None, *, dtype: str = "float32", device: Any = "cpu"):
+    """θ0, or θ0 with an adapter merged in (an expert, a soup or a MORL run; a soup recipe is built in memory)."""
+    from peft import LoraConfig, PeftModel, get_peft_model, set_peft_model_state_dict
+
+    from rewarded_soups.merging import materialize
     from rewarded_soups.tasks.text import policy
 
     ref = policy.base_model(Path(base_dir))
     tokenizer = policy.load_tokenizer(ref)
-    model = policy.load_policy(ref, dtype=dtype)
+    model = policy.load_policy(ref, dtype=dtype).to(device)
     if model_dir is not None:
-        model = PeftModel.from_pretrained(model, model_dir).merge_and_unload()
+        adapter = materialize(Path(model_dir), device)
+        if adapter.tensors:
+            config = LoraConfig.from_dict(
+                {k: v for k, v in adapter.config(ADAPTER_CONFIG).items() if k in LoraConfig.__dataclass_fields__}
+            )
+            model = get_peft_model(model, config)
+            set_peft_model_state_dict(model, adapter.tensors[ADAPTER_WEIGHTS])
+            model = model.merge_and_unload()
+        else:
+            model = PeftModel.from_pretrained(model, model_dir).merge_and_unload()
     return tokenizer, model.eval()
 
 
@@ -193,8 +225,9 @@ def generate(
     torch.set_num_threads(threads)
     cfg = settings["evaluate"]
     device = torch_device()
-    tokenizer, model = load_model(Path(base_dir), Path(model_dir) if model_dir else None, dtype=cfg["dtype"])
-    model.to(device)
+    tokenizer, model = load_model(
+        Path(base_dir), Path(model_dir) if model_dir else None, dtype=cfg["dtype"], device=device
+    )
     prompts = evaluation_prompts(settings, tokenizer, seed)
     rows = []
     batches = range(0, len(prompts), cfg["batch_size"])

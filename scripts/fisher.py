@@ -1,0 +1,22 @@
+"""An expert's diagonal Fisher on its own fine-tuning inputs (rule fisher), for Fisher-weighted merging."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # the package, also outside an install
+
+from rewarded_soups.registry import load_task
+from rewarded_soups.workflow import logged
+
+with logged(snakemake) as log:
+    task = load_task(snakemake.params.kind)
+    metrics = task.fisher(
+        Path(snakemake.input.base),
+        Path(snakemake.input.expert),
+        Path(snakemake.output[0]),
+        dict(snakemake.params.rewards),
+        snakemake.params.settings,
+        seed=snakemake.params.seed,
+        threads=snakemake.threads,
+    )
+    log.info("done: %s", metrics)
