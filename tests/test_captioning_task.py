@@ -84,3 +84,23 @@ def test_check_settings_names_the_key():
     bad["evaluate"]["max_len"] = 8
     with pytest.raises(ValueError, match=r"finetune\.max_len"):
         task.check_settings(bad)
+
+
+def test_fisher_and_recipe_soups(tiny, tmp_path):
+    """Each expert's Fisher has the captioner's parameters; a Fisher-weighted recipe soup builds in memory."""
+    from safetensors.torch import load_file
+
+    root, ev = tiny
+    settings = {"data": ev["data"], "finetune": {"max_len": 12}, "merge": {"fisher": {"samples": 3}}}
+    for name in ("bleu1", "rouge"):
+        assert task.fisher(root / "base", root / name, tmp_path / f"f-{name}", {}, settings, seed=0, threads=1)
+    values = load_file(tmp_path / "f-bleu1" / captioner.WEIGHTS_FILE)
+    params = dict(captioner.load(root / "bleu1").named_parameters())
+    assert values.keys() == params.keys() and all(values[k].shape == params[k].shape for k in params)
+    merge = {"method": "fisher", "options": {"fisher_floor": 1e-6}, "store": "recipe"}
+    fishers = [tmp_path / "f-bleu1", tmp_path / "f-rouge"]
+    experts = [root / "bleu1", root / "rouge"]
+    task.merge(root / "base", experts, [0.5, 0.5], tmp_path / "soup", {"merge": merge}, fisher_dirs=fishers)
+    assert [p.name for p in (tmp_path / "soup").iterdir()] == ["recipe.json"]
+    task.generate(root / "base", tmp_path / "soup", tmp_path / "samples", ev, seed=0, threads=1)
+    assert len(task.read_captions(tmp_path / "samples")) == 6

@@ -126,3 +126,28 @@ def test_rloo_runs_too(tiny_text_task, tmp_path):
         base, tmp_path / "r", task["rewards"], {"sentiment": 0.5, "concise": 0.5}, task, seed=0, threads=1
     )
     assert metrics["algorithm"] == "rloo" and (tmp_path / "r" / text.ADAPTER_WEIGHTS).exists()
+
+
+def test_fisher_of_an_expert_names_its_adapter_tensors_and_weights_the_merge(tiny_text_task, experts, tmp_path):
+    task, base = tiny_text_task
+    task = {**task, "merge": {**task["merge"], "fisher": {"samples": 4, "fisher_floor": 1e-6}}}
+    fishers = []
+    for i, expert in enumerate(experts):
+        metrics = text.fisher(base, expert, tmp_path / f"f{i}", task["rewards"], task, seed=0, threads=1)
+        assert metrics["samples"] == 4
+        fishers.append(tmp_path / f"f{i}")
+    values = load_file(fishers[0] / text.ADAPTER_WEIGHTS)
+    adapter = load_file(experts[0] / text.ADAPTER_WEIGHTS)
+    assert values.keys() == adapter.keys()
+    assert all((v >= 0).all() for v in values.values()) and any((v > 0).any() for v in values.values())
+    fisher_task = {**task, "merge": {**task["merge"], "method": "fisher", "options": {"fisher_floor": 1e-6}}}
+    text.merge(base, experts, [0.5, 0.5], tmp_path / "fisher-soup", fisher_task, fisher_dirs=fishers)
+    text.merge(base, experts, [0.5, 0.5], tmp_path / "linear-soup", task)
+    fisher_soup = load_file(tmp_path / "fisher-soup" / text.ADAPTER_WEIGHTS)
+    linear_soup = load_file(tmp_path / "linear-soup" / text.ADAPTER_WEIGHTS)
+    assert any(not torch.equal(fisher_soup[k], linear_soup[k]) for k in linear_soup)
+    # Each entry lies between the experts' (a convex combination with Fisher weights).
+    b = load_file(experts[1] / text.ADAPTER_WEIGHTS)
+    for k, v in fisher_soup.items():
+        low, high = torch.minimum(adapter[k], b[k]), torch.maximum(adapter[k], b[k])
+        assert ((v >= low - 1e-6) & (v <= high + 1e-6)).all()

@@ -195,6 +195,9 @@ class _Sources:
         base = self.base.get(name).to(self.device, acc) if self.base is not None else None
         extra: dict[str, Any] = {"name": name}
         if self.fishers is not None:
+            if any(name not in self.fishers[i].weight_map for _, i in self.kept):
+                # No Fisher for it (a frozen tensor or a buffer): plain λ-weighted mean.
+                return methods.linear(tensors, weights).to(info.dtype)
             extra["fishers"] = [self.fishers[i].get(name).to(self.device, acc) for _, i in self.kept]
         return method.combine(tensors, weights, base, **options, **extra).to(info.dtype)
 

@@ -202,6 +202,44 @@ def merge(
     run(spec, Path(out_dir), settings.get("merge", {}))
 
 
+def fisher(
+    base_dir: Path,
+    expert_dir: Path,
+    out_dir: Path,
+    rewards: dict[str, dict[str, Any]],
+    settings: dict[str, Any],
+    *,
+    seed: int,
+    threads: int,
+) -> dict[str, Any]:
+    """The expert's diagonal Fisher on its own fine-tuning images, with captions it samples itself."""
+    _setup(threads)
+    import torch
+    from safetensors.torch import save_file
+
+    from rewarded_soups.merging.fisher import diagonal_fisher
+    from rewarded_soups.tasks.captioning import model as captioner
+    from rewarded_soups.tasks.captioning.model import WEIGHTS_FILE, images_to_tensor
+    from rewarded_soups.tasks.captioning.scst import device
+
+    dev = device()
+    pixels = images_to_tensor(_splits(settings["data"], seed).train.images)
+    n = min(settings["merge"]["fisher"]["samples"], len(pixels))
+    chosen = torch.randperm(len(pixels), generator=torch.Generator().manual_seed(seed))[:n].tolist()
+    model = captioner.load(Path(expert_dir)).to(dev).eval()
+    sampler = torch.Generator(device=dev).manual_seed(seed)
+    max_len = settings["finetune"]["max_len"]
+
+    def sample_logprob(i: int) -> torch.Tensor:
+        return model.sample(pixels[chosen[i] : chosen[i] + 1].to(dev), max_len, generator=sampler)[1].sum()
+
+    values = diagonal_fisher(dict(model.named_parameters()), sample_logprob, n)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.contiguous().cpu() for k, v in values.items()}, out_dir / WEIGHTS_FILE, metadata={"format": "pt"})
+    return {"samples": n, "tensors": len(values)}
+
+
 def ensemble(
     base_dir: Path, expert_dirs: list[Path], weights: list[float], out_dir: Path, settings: dict[str, Any]
 ) -> None:

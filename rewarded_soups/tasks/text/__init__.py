@@ -300,3 +300,69 @@ def samples_table(samples: dict[str, Path], n: int) -> str:
             lines.append(f"| {label} | {lead} **{text}** |")
         lines.append("")
     return "\n".join(lines)
+
+
+def fisher(
+    base_dir: Path,
+    expert_dir: Path,
+    out_dir: Path,
+    rewards: dict[str, dict[str, Any]],
+    settings: dict[str, Any],
+    *,
+    seed: int,
+    threads: int,
+) -> dict[str, Any]:
+    """The expert adapter's diagonal Fisher on its own training prompts, with completions it samples itself."""
+    import torch
+    from peft import PeftModel, get_peft_model_state_dict
+    from safetensors.torch import save_file
+
+    from rewarded_soups.gpus import torch_device
+    from rewarded_soups.merging.fisher import diagonal_fisher
+    from rewarded_soups.tasks.text import policy
+    from rewarded_soups.tasks.text.data import prompts_of
+    from rewarded_soups.tasks.text.rl import completion_lengths
+
+    torch.set_num_threads(threads)
+    cfg, data = settings["finetune"], settings["data"]
+    device = torch_device()
+    ref = policy.base_model(Path(base_dir))
+    tokenizer = policy.load_tokenizer(ref)
+    model = policy.load_policy(ref, dtype=cfg["dtype"])
+    model = PeftModel.from_pretrained(model, Path(expert_dir), is_trainable=True).to(device).eval()
+    prompts = policy.policy_prompts(prompts_of(_splits(settings, seed).train, data), tokenizer, data["chat_template"])
+    n = min(settings["merge"]["fisher"]["samples"], len(prompts))
+    chosen = torch.randperm(len(prompts), generator=torch.Generator().manual_seed(seed))[:n].tolist()
+    _, max_tokens = completion_lengths(cfg["max_completion_length"])
+    temperature = cfg["temperature"]
+
+    def sample_logprob(i: int) -> torch.Tensor:
+        enc = tokenizer(prompts[chosen[i]], return_tensors="pt").to(device)
+        torch.manual_seed(seed + i)
+        with torch.no_grad():
+            out = model.generate(
+                **enc,
+                do_sample=True,
+                temperature=temperature,
+                top_k=0,
+                top_p=1.0,
+                max_new_tokens=max_tokens,
+                pad_token_id=tokenizer.pad_token_id,
+                eos_token_id=tokenizer.eos_token_id,
+            )
+        start = enc["input_ids"].shape[1]
+        completion = out[0, start:]
+        ends = (completion == tokenizer.eos_token_id).nonzero()
+        length = int(ends[0]) + 1 if len(ends) else len(completion)
+        logits = model(input_ids=out[:, : start + length]).logits[0, start - 1 : start + length - 1].float()
+        logprobs = torch.log_softmax(logits / temperature, dim=-1)
+        return logprobs.gather(-1, completion[:length, None]).sum()
+
+    trainable = {name: p for name, p in model.named_parameters() if p.requires_grad}
+    values = diagonal_fisher(trainable, sample_logprob, n)
+    # The adapter's own tensor names (as saved in adapter_model.safetensors).
+    named = get_peft_model_state_dict(model, state_dict=values)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.contiguous().cpu() for k, v in named.items()}, out_dir / ADAPTER_WEIGHTS, metadata={"format": "pt"})
+    return {"samples": n, "tensors": len(named)}
