@@ -22,7 +22,9 @@ def listing(path: Path) -> Listing:
         return {path.name: [stat.st_size, stat.st_mtime_ns]}
     out = {}
     for file in sorted(path.rglob("*")):
-        if file.is_file() and ".cache" not in file.relative_to(path).parts:
+        parts = file.relative_to(path).parts
+        # Hidden files are bookkeeping (Snakemake's .snakemake_timestamp, the hub's .cache), not the model.
+        if file.is_file() and not any(p.startswith(".") for p in parts):
             stat = file.stat()
             out[str(file.relative_to(path))] = [stat.st_size, stat.st_mtime_ns]
     return out

@@ -97,7 +97,8 @@ def plot_front(
     *,
     title: str = "",
     dpi: int = 150,
-) -> None:
+) -> dict[str, list[tuple[float, float]]]:
+    """Draw the front; return what was drawn: each legend entry's (x, y) points, for checking the figure."""
     x, y = axes
     table = wide(scores)
     sem = standard_errors(scores)
@@ -178,7 +179,23 @@ def plot_front(
     fig.tight_layout()
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=dpi)
+    drawn = _drawn(ax)
     plt.close(fig)
+    return drawn
+
+
+def _drawn(ax) -> dict[str, list[tuple[float, float]]]:
+    """Legend label -> data points of each labelled line and scatter of ``ax``."""
+    out: dict[str, list[tuple[float, float]]] = {}
+    for line in ax.get_lines():
+        label = line.get_label()
+        if not label.startswith("_"):
+            out[label] = [(float(a), float(b)) for a, b in zip(line.get_xdata(), line.get_ydata())]
+    for collection in ax.collections:
+        label = collection.get_label()
+        if not label.startswith("_") and hasattr(collection, "get_offsets"):
+            out[label] = [(float(a), float(b)) for a, b in collection.get_offsets()]
+    return out
 
 
 def plot_lambda_curves(

@@ -21,13 +21,13 @@ SEED = config["seed"]
 
 # Which config sections each stage reads: they go through params:, so a change
 # reruns exactly the stages (and branches) that read it.
-# A "section.key" entry passes one key: which soups exist (merge.grid_points,
+# A "section.key" entry passes one key (deeper paths too): which soups exist (merge.grid_points,
 # pairs, subsets) must not make the existing ones stale, only how one is made.
 STAGE_SECTIONS = {
     "pretrain": ("data", "pretrain"),
     "finetune": ("data", "finetune"),
     "merge": ("merge.lora_mode",),
-    "fisher": ("data", "finetune", "merge.fisher"),
+    "fisher": ("data", "finetune", "merge.fisher.samples"),
     "generate": ("data", "evaluate"),
 }
 
@@ -46,11 +46,11 @@ def settings(stage):
         task = TASKS[wildcards.task]
         out = {}
         for entry in STAGE_SECTIONS[stage]:
-            section, _, key = entry.partition(".")
-            if key:
-                out.setdefault(section, {})[key] = task[section][key]
-            else:
-                out[section] = task[section]
+            *parents, key = entry.split(".")
+            source, target = task, out
+            for parent in parents:
+                source, target = source[parent], target.setdefault(parent, {})
+            target[key] = source[key]
         return plan.canonical(out)
 
     return get

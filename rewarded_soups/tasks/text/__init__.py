@@ -179,6 +179,8 @@ def merge(
 
 def load_model(base_dir: Path, model_dir: Path | None, *, dtype: str = "float32", device: Any = "cpu"):
     """θ0, or θ0 with an adapter merged in (an expert, a soup or a MORL run; a soup recipe is built in memory)."""
+    import dataclasses
+
     from peft import LoraConfig, PeftModel, get_peft_model, set_peft_model_state_dict
 
     from rewarded_soups.merging import materialize
@@ -190,9 +192,8 @@ def load_model(base_dir: Path, model_dir: Path | None, *, dtype: str = "float32"
     if model_dir is not None:
         adapter = materialize(Path(model_dir), device)
         if adapter.tensors:
-            config = LoraConfig.from_dict(
-                {k: v for k, v in adapter.config(ADAPTER_CONFIG).items() if k in LoraConfig.__dataclass_fields__}
-            )
+            settable = {f.name for f in dataclasses.fields(LoraConfig) if f.init}
+            config = LoraConfig(**{k: v for k, v in adapter.config(ADAPTER_CONFIG).items() if k in settable})
             model = get_peft_model(model, config)
             set_peft_model_state_dict(model, adapter.tensors[ADAPTER_WEIGHTS])
             model = model.merge_and_unload()
