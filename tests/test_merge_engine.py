@@ -228,8 +228,10 @@ def test_ties_by_hand():
     # Task vectors τ1 = [0, -2, 2, 0.5], τ2 = [2, 2, -2, 0.5]; density 0.5 keeps each one's two largest.
     # τ1 -> [0, -2, 2, 0], τ2 -> [2, 2, -2, 0] (ties broken by topk order).
     merged = m.ties([T1, T2], [0.5, 0.5], BASE.clone(), density=0.5)
-    tau1 = m.prune(T1 - BASE, 0.5, method="magnitude")
-    tau2 = m.prune(T2 - BASE, 0.5, method="magnitude")
+    from peft.utils.merge_utils import prune
+
+    tau1 = prune(T1 - BASE, 0.5, method="magnitude")
+    tau2 = prune(T2 - BASE, 0.5, method="magnitude")
     # Entry 0: only τ2 (+2) -> 2. Entry 1: signs disagree, λ-weighted sum 0 -> positive wins -> τ2's 2.
     # Entry 2: τ1 +2 vs τ2 −2 -> sum 0 -> positive -> τ1's 2.
     expected = torch.zeros(4)
@@ -242,6 +244,24 @@ def test_ties_by_hand():
     torch.testing.assert_close(merged, BASE + expected)
     # An expert alone comes back pruned to its largest entries (TIES trims task vectors by design).
     torch.testing.assert_close(m.ties([T1, T2], [1.0, 0.0], BASE.clone(), density=0.5), BASE + tau1)
+
+
+def test_large_tensors_merge_in_blocks_with_the_same_result(tmp_path, monkeypatch):
+    """Blocks of rows bound the memory; the soup is the same as merging whole tensors."""
+    from rewarded_soups.merging import engine
+
+    members = [llama(tmp_path / f"k{i}", seed=i, shard=None) for i in range(2)]
+    merge(spec(members, [0.3, 0.7]), tmp_path / "whole")
+    monkeypatch.setattr(engine, "BLOCK_ELEMENTS", 100)  # every matrix in several blocks
+    merge(spec(members, [0.3, 0.7]), tmp_path / "blocks")
+    merge(spec(members, [1.0, 0.0]), tmp_path / "copy")
+    whole, blocks = (
+        load_file(tmp_path / "whole" / "model.safetensors"),
+        load_file(tmp_path / "blocks" / "model.safetensors"),
+    )
+    assert all(torch.equal(whole[k], blocks[k]) for k in whole)
+    original, copied = load_file(members[0] / "model.safetensors"), load_file(tmp_path / "copy" / "model.safetensors")
+    assert all(torch.equal(original[k], copied[k]) for k in original)
 
 
 def test_dare_is_seeded_per_tensor_and_unbiased():

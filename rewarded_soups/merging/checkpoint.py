@@ -81,7 +81,9 @@ class Checkpoint:
         self._handles = {}
         try:
             for shard in shards:
-                self._handles[shard] = safe_open(self.path.parent / shard, framework="pt", device=device).__enter__()
+                # pread, not mmap: a mapped file counts in the process's memory as it is read.
+                handle = safe_open(self.path.parent / shard, framework="pt", device=device, backend="pread")
+                self._handles[shard] = handle.__enter__()
         except Exception as err:
             self.close()
             raise ValueError(f"cannot read checkpoint {self.path}: {err}") from err

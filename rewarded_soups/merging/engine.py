@@ -23,13 +23,17 @@ Two ways to store a soup (``store``):
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
+import math
 import os
 import re
 import shutil
 import time
+from collections import deque
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -49,6 +53,10 @@ RECIPE_FORMAT = "rewarded-soups-recipe/1"
 INFO_FILE = "merge.json"
 STORES = ("full", "recipe")
 ACCUMULATE = ("auto", "float32", "float64")
+# Large tensors are merged in blocks of about this many entries (elementwise methods), so that peak
+# memory does not grow with the largest tensor (embeddings of big vocabularies).
+BLOCK_ELEMENTS = 1 << 23
+READ_AHEAD = 1  # tensors whose inputs are read while the current one is merged
 LORA_A = re.compile(r"\.lora_A(\.[^.]+)?\.weight$")
 LORA_B = re.compile(r"\.lora_B(\.[^.]+)?\.weight$")
 
@@ -173,46 +181,133 @@ class _Sources:
         return first
 
     def merged(self, name: str) -> torch.Tensor:
+        """The soup's tensor ``name``, whole."""
+        blocks = list(self.blocks(name))
+        return blocks[0] if len(blocks) == 1 else torch.cat(blocks)
+
+    def _row_blocks(self, name: str) -> list[tuple[int, int]] | None:
+        """Row ranges to merge a large tensor in, or None to merge it whole."""
+        shape = self.infos[name].shape
+        if len(shape) == 0 or shape[0] <= 1:
+            return None
+        rows = shape[0]
+        row_size = math.prod(shape[1:])
+        if rows * row_size <= BLOCK_ELEMENTS:
+            return None
+        step = max(1, BLOCK_ELEMENTS // row_size)
+        return [(r, min(rows, r + step)) for r in range(0, rows, step)]
+
+    def _mode(self, name: str) -> str:
+        """How tensor ``name`` is made: kept as is, copied from one expert, LoRA ranks stacked, or merged."""
         info = self.infos[name]
         if not info.dtype.is_floating_point or (self.keep is not None and self.keep.search(name)):
-            return self._same_everywhere(name)
-        weights = [w for w, _ in self.kept]
-        method, options = self.method, dict(self.settings.options)
+            return "same"
+        options = self.settings.options
         if (
             len(self.kept) == 1
-            and weights[0] == 1.0
-            and (method.name == "linear" or (method.name == "task_arithmetic" and options.get("scale", 1.0) == 1.0))
+            and self.kept[0][0] == 1.0
+            and (
+                self.method.name == "linear"
+                or (self.method.name == "task_arithmetic" and options.get("scale", 1.0) == 1.0)
+            )
         ):
-            return self.members[self.kept[0][1]].get(name)  # one expert: exactly its tensor
+            return "copy"
+        exact_lora = self.spec.lora == "exact" and self.method.name in ("linear", "task_arithmetic")
+        if exact_lora and (LORA_A.search(name) or LORA_B.search(name)):
+            return "lora_a" if LORA_A.search(name) else "lora_b"
+        return "merge"
+
+    def read(self, name: str) -> dict[str, Any]:
+        """The input tensors of ``name`` in their own dtype (run ahead of the arithmetic by a reader thread)."""
+        mode = self._mode(name)
+        if mode == "same":
+            return {"same": self._same_everywhere(name)}
+        members = [self.members[i].get(name) for _, i in self.kept]
+        inputs: dict[str, Any] = {"members": members}
+        if mode == "merge":
+            with_fisher = self.fishers is not None and all(name in self.fishers[i].weight_map for _, i in self.kept)
+            inputs["fishers"] = [self.fishers[i].get(name) for _, i in self.kept] if with_fisher else None
+            inputs["base"] = self.base.get(name) if self.base is not None else None
+        return inputs
+
+    def blocks(self, name: str, inputs: dict[str, Any] | None = None) -> Iterator[torch.Tensor]:
+        """The soup's tensor ``name`` as consecutive blocks of rows (peak memory: a block per expert)."""
+        info = self.infos[name]
+        mode = self._mode(name)
+        inputs = self.read(name) if inputs is None else inputs
+        if mode == "same":
+            yield inputs["same"]
+            return
+        if mode == "copy":  # one expert: exactly its tensor
+            yield inputs["members"][0]
+            return
+        weights = [w for w, _ in self.kept]
+        method, options = self.method, dict(self.settings.options)
         acc = accumulation_dtype(self.settings.accumulate, info.dtype)
-        tensors = [self.members[i].get(name).to(self.device, acc) for _, i in self.kept]
-        if self.spec.lora == "exact" and method.name in ("linear", "task_arithmetic"):
+        if mode in ("lora_a", "lora_b"):
+            tensors = [t.to(self.device, acc) for t in inputs["members"]]
             scale = options.get("scale", 1.0) if method.name == "task_arithmetic" else 1.0
-            if LORA_A.search(name):  # A is (r, in): stack the ranks, each scaled by λ_i
-                return torch.cat([t * (w * scale) for t, w in zip(tensors, weights)], dim=0).to(info.dtype)
-            if LORA_B.search(name):  # B is (out, r): side by side, so that B A = Σ λ_i B_i A_i
-                return torch.cat(tensors, dim=1).to(info.dtype)
-        base = self.base.get(name).to(self.device, acc) if self.base is not None else None
-        extra: dict[str, Any] = {"name": name}
-        if self.fishers is not None:
-            if any(name not in self.fishers[i].weight_map for _, i in self.kept):
-                # No Fisher for it (a frozen tensor or a buffer): plain λ-weighted mean.
-                return methods.linear(tensors, weights).to(info.dtype)
-            extra["fishers"] = [self.fishers[i].get(name).to(self.device, acc) for _, i in self.kept]
-        return method.combine(tensors, weights, base, **options, **extra).to(info.dtype)
+            if mode == "lora_a":  # A is (r, in): stack the ranks, each scaled by λ_i
+                yield torch.cat([t * (w * scale) for t, w in zip(tensors, weights)], dim=0).to(info.dtype)
+            else:  # B is (out, r): side by side, so that B A = Σ λ_i B_i A_i
+                yield torch.cat(tensors, dim=1).to(info.dtype)
+            return
+        fishers = inputs["fishers"]
+        if self.fishers is not None and fishers is None:
+            # No Fisher for it (a frozen tensor or a buffer): the plain λ-weighted mean.
+            method, options = methods.METHODS["linear"], {}
+        ranges = self._row_blocks(name) if method.elementwise else None
+
+        def part(tensor: torch.Tensor, start: int | None, stop: int | None) -> torch.Tensor:
+            # Inputs are read whole in their own dtype (one pread; safetensors' slices are slower) and
+            # converted to the accumulation dtype block by block.
+            return (tensor if start is None else tensor[start:stop]).to(self.device, acc)
+
+        for start, stop in ranges or [(None, None)]:
+            tensors = [part(t, start, stop) for t in inputs["members"]]
+            extra: dict[str, Any] = {"name": name}
+            if fishers is not None:
+                extra["fishers"] = [part(f, start, stop) for f in fishers]
+            base = part(inputs["base"], start, stop) if inputs["base"] is not None else None
+            if method.name == "linear":
+                extra["inplace"] = True  # the tensors were read for this sum only
+            yield method.combine(tensors, weights, base, **options, **extra).to(info.dtype)
 
 
 def _stream(spec: MergeSpec, file: str, settings: MergeSettings, device: str) -> Iterator[tuple[str, Any]]:
-    """Yield ("layout", (sources)) once, then (name, merged tensor) in output order."""
+    """Yield ("layout", sources) once, then (name, blocks of the merged tensor) in output order.
+
+    A reader thread reads the next tensor's inputs while this one is computed
+    (preads release the GIL).
+    """
     with ExitStack() as stack:
         sources = _Sources(spec, file, settings, stack, device)
         yield "layout", sources
-        for name in sources.names:
-            yield name, sources.merged(name)
+        if READ_AHEAD == 0:
+            for name in sources.names:
+                yield name, sources.blocks(name)
+            return
+        names = iter(sources.names)
+        with ThreadPoolExecutor(max_workers=1) as reader:
+            ahead: deque = deque()
+            for name in itertools.islice(names, READ_AHEAD):
+                ahead.append((name, reader.submit(sources.read, name)))
+            while ahead:
+                name, future = ahead.popleft()
+                inputs = future.result()
+                following = next(names, None)
+                if following is not None:
+                    ahead.append((following, reader.submit(sources.read, following)))
+                yield name, sources.blocks(name, inputs)
+                del inputs
 
 
 def _write_file(spec: MergeSpec, file: str, settings: MergeSettings, out_dir: Path, device: str) -> int:
-    """Merge one checkpoint file of the experts into ``out_dir``, mirroring the first expert's layout."""
+    """Merge one checkpoint file of the experts into ``out_dir``, mirroring the first expert's layout.
+
+    A writer thread appends each block to its file while the next is computed
+    (file writes release the GIL); at most two blocks wait.
+    """
     out_dir = out_dir / Path(file).parent  # e.g. unet/ for unet/diffusion_pytorch_model.safetensors
     out_dir.mkdir(parents=True, exist_ok=True)
     stream = _stream(spec, file, settings, device)
@@ -220,15 +315,23 @@ def _write_file(spec: MergeSpec, file: str, settings: MergeSettings, out_dir: Pa
     first = sources.members[0]
     shards = list(dict.fromkeys(first.shard_of(n) for n in sources.names))
     metadata = first.file_metadata or {"format": "pt"}
-    writers = {}
+    writers: dict[str, SafetensorsWriter] = {}
+    written = 0
     try:
         for shard in shards:
             entries = [(n, sources.output_info(n)) for n in sources.names if first.shard_of(n) == shard]
             writers[shard] = SafetensorsWriter(out_dir / shard, entries, metadata)
-        written = 0
-        for name, tensor in stream:
-            writers[first.shard_of(name)].write(name, tensor)
-            written += tensor.numel() * tensor.element_size()
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            pending: deque = deque()
+            for name, blocks in stream:
+                writer = writers[first.shard_of(name)]
+                for block in blocks:
+                    written += block.numel() * block.element_size()
+                    pending.append(pool.submit(writer.write_block, name, block))
+                    while len(pending) > 2:
+                        pending.popleft().result()
+            for future in pending:
+                future.result()
         for writer in writers.values():
             writer.close()
     except BaseException:
@@ -389,8 +492,9 @@ def materialize(model_dir: Path, device: str | torch.device = "cpu") -> Material
     tensors: dict[str, dict[str, torch.Tensor]] = {}
     for file in spec.files:
         stream = _stream(spec, file, settings, str(device))
-        next(stream)
-        tensors[file] = {name: t.to(device) for name, t in stream}
+        _, sources = next(stream)
+        tensors[file] = {name: sources.merged(name).to(device) for name in sources.names}
+        stream.close()
     log.info("built the soup of %s in memory on %s in %.2f s", model_dir, device, time.perf_counter() - start)
     return Materialized(spec.members[0], tensors, spec.json_updates)
 

@@ -46,28 +46,44 @@ class SafetensorsWriter:
         encoded += b" " * (-len(encoded) % 8)
         self._expected = list(entries)
         self._next = 0
+        self._pending: int | None = None  # bytes of the current tensor written so far
         self._fh: IO[bytes] = open(self.path, "wb")
         self._fh.write(struct.pack("<Q", len(encoded)))
         self._fh.write(encoded)
         self.data_bytes = offset
 
     def write(self, name: str, tensor: torch.Tensor) -> None:
+        """The whole tensor ``name`` (the next one in header order)."""
+        self.write_block(name, tensor)
+        if self._pending is not None:
+            raise ValueError(f"tensor {name!r}: got {tensor.dtype} {tuple(tensor.shape)}, the header says otherwise")
+
+    def write_block(self, name: str, block: torch.Tensor) -> None:
+        """The next rows of tensor ``name``; blocks of one tensor come in order and add up to it."""
         expected_name, info = self._expected[self._next]
         if name != expected_name:
             raise RuntimeError(f"tensors out of order: got {name!r}, expected {expected_name!r}")
-        if tensor.dtype != info.dtype or tuple(tensor.shape) != info.shape:
+        if block.dtype != info.dtype or (tuple(block.shape[1:]) != info.shape[1:] and block.dim() > 0):
             raise ValueError(
-                f"tensor {name!r}: got {tensor.dtype} {tuple(tensor.shape)}, the header says {info.dtype} {info.shape}"
+                f"tensor {name!r}: got a block of {block.dtype} {tuple(block.shape)}, the header says "
+                f"{info.dtype} {info.shape}"
             )
-        data = tensor.detach().to("cpu").contiguous().reshape(-1)
+        data = block.detach().to("cpu").contiguous().reshape(-1)
+        done = (self._pending or 0) + data.numel() * data.element_size()
+        if done > info.nbytes:
+            raise ValueError(f"tensor {name!r}: more data than its header's {info.shape}")
         if data.numel():
             self._fh.write(memoryview(data.view(torch.uint8).numpy()))
-        self._next += 1
+        if done == info.nbytes:
+            self._next += 1
+            self._pending = None
+        else:
+            self._pending = done
 
     def close(self) -> None:
         """Finish the file; it is complete only if every tensor was written."""
         self._fh.close()
-        if self._next != len(self._expected):
+        if self._next != len(self._expected) or self._pending is not None:
             missing = [n for n, _ in self._expected[self._next :]]
             raise RuntimeError(f"{self.path}: {len(missing)} tensors never written, first {missing[0]!r}")
 
