@@ -14,6 +14,10 @@ named by the task's config (a local θ0, reward models, data files) that a stage
 them as inputs, so replacing one reruns what read it. ``rewards``: the rewards
 the job trains on or scores.
 
+Optional: ``fisher(base_dir, expert_dir, out_dir, rewards, settings, *, seed,
+threads)`` writes the expert's diagonal Fisher with the checkpoint's file and
+tensor names; tasks that define it support ``merge.method: fisher``.
+
 Optional baselines (paper Figures 5c and 14e), listed in a module-level
 ``BASELINES`` tuple: ``"wise"`` needs :func:`merge` to accept θ0's
 directory as a member; ``"ensemble"`` needs ``ensemble(base_dir,
@@ -45,9 +49,21 @@ class Task(Protocol):
         """RL from θ0 on Σ weights[r]·R_r (an expert when one weight is 1); return metrics."""
 
     def merge(
-        self, base_dir: Path, expert_dirs: list[Path], weights: list[float], out_dir: Path, settings: dict[str, Any]
+        self,
+        base_dir: Path,
+        expert_dirs: list[Path],
+        weights: list[float],
+        out_dir: Path,
+        settings: dict[str, Any],
+        *,
+        fisher_dirs: list[Path] | None = None,
     ) -> None:
-        """Write the soup Σ λ_i θ_i into ``out_dir``."""
+        """Write the soup into ``out_dir`` with :func:`rewarded_soups.merging.run`.
+
+        Describe the checkpoint files with a :class:`~rewarded_soups.merging.MergeSpec`;
+        ``settings["merge"]`` says the method, its options and the store. Loading
+        a model directory must accept a recipe (:func:`rewarded_soups.merging.materialize`).
+        """
 
     def generate(
         self,
