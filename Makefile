@@ -27,6 +27,8 @@ run: $(STAMP)
 # as root on Debian (CI), and the test is skipped otherwise.
 test: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/snakemake --lint
 	tools/local-slurm.sh ensure
 	$(BIN)/python -m pytest -q
 

@@ -20,6 +20,19 @@ include: "rules/evaluate.smk"
 include: "rules/analyse.smk"
 
 
+# Aggregation, figures and tables: seconds each, run where Snakemake runs
+# (on a cluster, not submitted as jobs).
+localrules:
+    all,
+    regenerate,
+    scores_table,
+    summary,
+    figures,
+    samples_table,
+    spider,
+    qualitative,
+
+
 rule all:
     input:
         all_targets(),

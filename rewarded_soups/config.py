@@ -8,25 +8,20 @@ axes that are not rewards, preference vectors of the wrong length.
 from __future__ import annotations
 
 import copy
-import importlib.util
 from pathlib import Path
 from typing import Any
 
-from rewarded_soups.registry import METRIC_KINDS, REWARD_KINDS, TASK_MODALITY, TASKS, load_task, reward_options
+import yaml
+
+from rewarded_soups import registry
 
 GENERIC_SCHEMA = Path(__file__).resolve().parent.parent / "config" / "schema.yaml"
+# Generic sections a task's schema may add its own keys to (declared in TaskSpec.reads for the stages that read them).
+EXTENSIBLE_SECTIONS = ("merge", "plots")
 
 
 class ConfigError(ValueError):
     """A configuration mistake, with the config path of the offending key."""
-
-
-def task_schema(kind: str) -> Path:
-    """The schema of a task kind's own sections, found without importing the task."""
-    spec = importlib.util.find_spec(TASKS[kind])
-    if spec is None or not spec.submodule_search_locations:
-        raise ConfigError(f"task kind {kind!r}: module {TASKS[kind]} not found")
-    return Path(next(iter(spec.submodule_search_locations))) / "schema.yaml"
 
 
 def _schema_validate(data: dict[str, Any], schema: Path, where: str) -> None:
@@ -49,20 +44,26 @@ def validate_config(config: dict[str, Any], schema: Path = GENERIC_SCHEMA) -> di
     for task_name, task in config["tasks"].items():
         where = f"tasks.{task_name}"
         kind = task["kind"]
-        if kind not in TASKS:
-            raise ConfigError(f"{where}.kind: unknown task kind {kind!r}; registered: {sorted(TASKS)}")
-        _schema_validate(task, task_schema(kind), where)
-        modality = TASK_MODALITY[kind]
+        tasks = registry.tasks()
+        if kind not in tasks:
+            raise ConfigError(f"{where}.kind: unknown task kind {kind!r}; registered: {sorted(tasks)}")
+        spec = tasks[kind]
+        _schema_validate(task, spec.schema, where)
+        _check_extension_keys(task, spec.schema, where)
+        modality = spec.modality
         # A reward kind may also be a metric: evaluated on every model, never trained on.
-        for section, registry in (("rewards", REWARD_KINDS), ("metrics", {**METRIC_KINDS, **REWARD_KINDS})):
+        registered = registry.rewards()
+        trainable = {k: r for k, r in registered.items() if not r.metric}
+        for section, known in (("rewards", trainable), ("metrics", registered)):
             for name, reward in task.get(section, {}).items():
-                entry = registry.get(reward["kind"])
+                entry = known.get(reward["kind"])
                 if entry is None:
+                    hint = " (a quality metric: list it under metrics)" if reward["kind"] in registered else ""
                     raise ConfigError(
-                        f"{where}.{section}.{name}.kind: unknown {section[:-1]} kind {reward['kind']!r}; "
-                        f"registered: {sorted(registry)}"
+                        f"{where}.{section}.{name}.kind: unknown {section[:-1]} kind {reward['kind']!r}{hint}; "
+                        f"registered: {sorted(known)}"
                     )
-                required, optional = reward_options(reward["kind"])
+                required, optional = entry.options()
                 given = set(reward) - {"kind"}
                 if given - required - set(optional) or required - given:
                     raise ConfigError(
@@ -120,7 +121,7 @@ def validate_config(config: dict[str, Any], schema: Path = GENERIC_SCHEMA) -> di
         ref = task["analysis"]["reference"]
         if ref is not None and len(ref) != len(rewards):
             raise ConfigError(f"{where}.analysis.reference: {len(ref)} values for {len(rewards)} rewards {rewards}")
-        module = load_task(kind)
+        module = spec.implementation()
         steps = task["merge"]["grid_points"] - 1
         off_grid = [lam for lam in task["plots"]["qualitative"] if abs(lam * steps - round(lam * steps)) > 1e-9]
         if hasattr(module, "qualitative") and len(rewards) == 2 and off_grid:
@@ -128,7 +129,7 @@ def validate_config(config: dict[str, Any], schema: Path = GENERIC_SCHEMA) -> di
                 f"{where}.plots.qualitative: {off_grid} are not on the λ grid of {steps + 1} points "
                 f"(multiples of 1/{steps}); pick grid values or change merge.grid_points"
             )
-        implemented = getattr(module, "BASELINES", ())
+        implemented = spec.baselines
         unsupported = [b for b in ("ensemble", "wise") if task["baselines"][b] and b not in implemented]
         if unsupported:
             raise ConfigError(
@@ -136,7 +137,7 @@ def validate_config(config: dict[str, Any], schema: Path = GENERIC_SCHEMA) -> di
                 f"it implements {list(implemented) or 'none'}"
             )
         methods = [merge["method"]] if isinstance(merge["method"], str) else list(merge["method"])
-        if "fisher" in methods and not hasattr(module, "fisher"):
+        if "fisher" in methods and not spec.implements("fisher"):
             raise ConfigError(
                 f"{where}.merge.method: task kind {kind!r} cannot estimate Fisher matrices (it defines no `fisher`); "
                 "choose among linear, task_arithmetic, ties, dare"
@@ -154,3 +155,16 @@ def validate_config(config: dict[str, Any], schema: Path = GENERIC_SCHEMA) -> di
             except ValueError as err:
                 raise ConfigError(f"{where}.{err}") from None
     return config
+
+
+def _check_extension_keys(task: dict[str, Any], task_schema: Path, where: str) -> None:
+    """Keys of the extensible generic sections must be generic or declared by the task's schema."""
+    generic = yaml.safe_load(GENERIC_SCHEMA.read_text())["$defs"]["task"]["properties"]
+    own = yaml.safe_load(task_schema.read_text()).get("properties", {})
+    for section in EXTENSIBLE_SECTIONS:
+        known = set(generic[section]["properties"]) | set(own.get(section, {}).get("properties", {}))
+        unknown = sorted(set(task.get(section, {})) - known)
+        if unknown:
+            raise ConfigError(
+                f"{where}.{section}: unknown keys {unknown} for task kind {task['kind']!r}; known: {sorted(known)}"
+            )

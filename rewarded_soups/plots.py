@@ -22,9 +22,9 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
+from rewarded_soups import registry
 from rewarded_soups.analysis import method_kinds, weight_matrix
 from rewarded_soups.grid import format_weight
-from rewarded_soups.registry import METRIC_KINDS
 from rewarded_soups.scores import standard_errors, wide
 
 PALETTE = {
@@ -230,7 +230,7 @@ def plot_lambda_curves(
             )
         if len(init):
             ax.axhline(float(init[col].iloc[0]), ls=":", color=PALETTE["init"], label="θ0")
-        kind = METRIC_KINDS.get(metrics.get(col, ""))
+        kind = registry.rewards().get(metrics.get(col, ""))
         better = "lower" if kind is not None and not kind.higher_is_better else "higher"
         ax.set_title(f"{col} ({better} is better)", fontsize=10)
         ax.set_xlabel(f"λ (weight of {pair[0]})")

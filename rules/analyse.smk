@@ -1,5 +1,6 @@
 # Everything here reads cached scores and samples only: figures and summaries
-# regenerate without any training or evaluation.
+# regenerate without any training or evaluation. They are quick: local rules
+# (Snakefile), never cluster jobs.
 
 
 rule summary:
@@ -19,6 +20,7 @@ rule summary:
         metrics=lambda w: list(TASKS[w.task]["metrics"]),
         reference=lambda w: TASKS[w.task]["analysis"]["reference"],
         pairs=lambda w: plan.front_pairs(TASKS[w.task]),
+        code=package_code("rewarded_soups.analysis"),
     log:
         "logs/{task}/summary.log",
     benchmark:
@@ -50,6 +52,7 @@ rule figures:
         metrics=lambda w: {name: m["kind"] for name, m in sorted(TASKS[w.task]["metrics"].items())},
         axes=lambda w: TASKS[w.task]["analysis"]["axes"],
         dpi=lambda w: TASKS[w.task]["plots"]["dpi"],
+        code=package_code("rewarded_soups.plots"),
     log:
         "logs/{task}/figures_{fmt}.log",
     benchmark:
@@ -73,7 +76,8 @@ rule samples_table:
     params:
         kind=task_kind,
         labels=lambda w: list(sample_dirs(w)),
-        n=lambda w: TASKS[w.task]["evaluate"].get("samples_in_table", 4),
+        n=lambda w: TASKS[w.task]["plots"]["samples_in_table"],
+        code=task_code("samples_table"),
     log:
         "logs/{task}/samples_table.log",
     benchmark:
@@ -98,6 +102,7 @@ rule spider:
         rewards=lambda w: plan.rewards(TASKS[w.task]),
         starts=lambda w: TASKS[w.task]["merge"]["subsets_from"],
         dpi=lambda w: TASKS[w.task]["plots"]["dpi"],
+        code=package_code("rewarded_soups.plots"),
     log:
         "logs/{task}/spider_{fmt}.log",
     conda:
@@ -120,7 +125,8 @@ rule qualitative:
     params:
         kind=task_kind,
         labels=lambda w: list(qualitative_dirs(w)),
-        settings=settings("generate"),
+        settings=settings("qualitative"),
+        code=task_code("qualitative"),
     log:
         "logs/{task}/qualitative.log",
     benchmark:

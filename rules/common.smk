@@ -1,15 +1,15 @@
 # Shared by every rule: config validation, wildcard constraints, input functions.
+import functools
 import sys
 
 sys.path.insert(0, workflow.basedir)
 
 from snakemake.exceptions import WorkflowError
 
-from rewarded_soups import plan
+from rewarded_soups import codedigest, plan, registry
 from rewarded_soups.config import ConfigError, validate_config
 from rewarded_soups.grid import parse_mix, renormalise
 from rewarded_soups.merging.methods import METHODS
-from rewarded_soups.registry import load_task, reward_kind
 
 try:
     validate_config(config)
@@ -17,18 +17,23 @@ except ConfigError as err:
     raise WorkflowError(f"invalid configuration: {err}") from None
 
 TASKS = {name: task for name, task in config["tasks"].items() if task["enabled"]}
+SPECS = {name: registry.task_spec(task["kind"]) for name, task in TASKS.items()}
 SEED = config["seed"]
 
 # Which config sections each stage reads: they go through params:, so a change
-# reruns exactly the stages (and branches) that read it.
+# reruns exactly the stages (and branches) that read it; a task adds the keys
+# its own schema defines in generic sections (TaskSpec.reads). Display-only
+# keys (plots) reach only figure and table jobs.
 # A "section.key" entry passes one key (deeper paths too): which soups exist (merge.grid_points,
 # pairs, subsets) must not make the existing ones stale, only how one is made.
 STAGE_SECTIONS = {
     "pretrain": ("data", "pretrain"),
     "finetune": ("data", "finetune"),
-    "merge": ("merge.lora_mode",),
+    "merge": (),
+    "ensemble": (),
     "fisher": ("data", "finetune", "merge.fisher.samples"),
     "generate": ("data", "evaluate"),
+    "qualitative": ("data", "evaluate"),
 }
 
 
@@ -41,23 +46,27 @@ wildcard_constraints:
     fmt="png|pdf|svg",
 
 
+def _read(task_name, stage, out=None):
+    """The config entries ``stage`` reads for a task (generic and the task's own), added into ``out``."""
+    task, out = TASKS[task_name], {} if out is None else out
+    for entry in (*STAGE_SECTIONS[stage], *SPECS[task_name].reads.get(stage, ())):
+        *parents, key = entry.split(".")
+        source, target = task, out
+        for parent in parents:
+            source, target = source[parent], target.setdefault(parent, {})
+        target[key] = source[key]
+    return out
+
+
 def settings(stage):
     def get(wildcards):
-        task = TASKS[wildcards.task]
-        out = {}
-        for entry in STAGE_SECTIONS[stage]:
-            *parents, key = entry.split(".")
-            source, target = task, out
-            for parent in parents:
-                source, target = source[parent], target.setdefault(parent, {})
-            target[key] = source[key]
-        return plan.canonical(out)
+        return plan.canonical(_read(wildcards.task, stage))
 
     return get
 
 
 def merge_settings(method):
-    """What makes one merge (params): its method and options, how it is stored and summed, the LoRA mode.
+    """What makes one merge (params): its method and options, how it is stored and summed, the task's own keys.
 
     ``method``: a name, "method" for the wildcard, None for the task's first
     method (the soups). Which soups exist (grid, pairs, extrapolation range)
@@ -73,8 +82,8 @@ def merge_settings(method):
         options = {k: section[k] for k in METHODS[name].options if k in section}
         if "seed" in METHODS[name].options:
             options["seed"] = SEED
-        chosen = {k: merge[k] for k in ("store", "accumulate", "lora_mode")}
-        return plan.canonical({"merge": {"method": name, "options": options, **chosen}})
+        chosen = {k: merge[k] for k in ("store", "accumulate")}
+        return plan.canonical(_read(wildcards.task, "merge", {"merge": {"method": name, "options": options, **chosen}}))
 
     return get
 
@@ -106,11 +115,50 @@ def resource(stage, key):
     return get
 
 
+def stage_resources(stage, **override):
+    """A stage's Snakemake resources (``resources: **stage_resources("finetune")``); threads go in ``threads:``."""
+    return {key: resource(stage, key) for key in ("gpu", "mem_mb", "runtime", "gpu_model")} | override
+
+
 def score_gpu(wildcards):
     """Scoring holds the evaluation GPUs only for rewards that run a model (reward models, perplexity)."""
     task = TASKS[wildcards.task]
     kind = plan.scorers(task)[wildcards.reward]["kind"]
-    return task["resources"]["evaluate"]["gpu"] if reward_kind(kind).uses_device else 0
+    return task["resources"]["evaluate"]["gpu"] if registry.reward_spec(kind).uses_device else 0
+
+
+@functools.cache
+def _task_code(kind, function, reward_kinds):
+    spec = registry.task_spec(kind)
+    entries = [f"{spec.module}:{function}", *(registry.reward_spec(k).module for k in reward_kinds)]
+    return codedigest.digest(entries)
+
+
+def task_code(function):
+    """Digest of the code a task job runs (params): the task's ``function`` and the rewards it uses.
+
+    Editing that code reruns the job and what depends on it; editing another
+    task, or code the job never imports, reruns nothing.
+    """
+
+    def get(wildcards):
+        task = TASKS[wildcards.task]
+        scorers = plan.scorers(task)
+        if "reward" in wildcards.keys():
+            names = [wildcards.reward]
+        elif function == "finetune" and "mix" in wildcards.keys():
+            names = [r for r, m in parse_mix(wildcards.mix).items() if m > 0]
+        else:
+            names = []
+        return _task_code(task["kind"], function, tuple(sorted({scorers[r]["kind"] for r in names})))
+
+    return get
+
+
+@functools.cache
+def package_code(module):
+    """Digest of a generic module and what it imports (params of analysis jobs)."""
+    return codedigest.digest([module])
 
 
 def local_inputs(stage):
@@ -122,9 +170,9 @@ def local_inputs(stage):
 
     def get(wildcards):
         task = TASKS[wildcards.task]
-        declared = getattr(load_task(task["kind"]), "local_inputs", None)
-        if declared is None:
+        if not SPECS[wildcards.task].implements("local_inputs"):
             return []
+        declared = SPECS[wildcards.task].implementation().local_inputs
         if "reward" in wildcards.keys():
             rewards = [wildcards.reward]
         elif stage == "finetune" and "mix" in wildcards.keys():
@@ -137,7 +185,8 @@ def local_inputs(stage):
 
 
 def conda_env(wildcards):
-    return f"../envs/{task_kind(wildcards)}.yaml"
+    """The task's environment file, declared with the task (TaskSpec.environment)."""
+    return str(SPECS[wildcards.task].environment)
 
 
 def model_entry(wildcards):
@@ -207,9 +256,9 @@ def qualitative_dirs(wildcards):
     return {m.name: f"results/{wildcards.task}/samples/{m.name}" for m in plan.qualitative_models(task)}
 
 
-def has_qualitative(task):
-    """Whether the task kind draws qualitative figures (a cheap import: task modules load lazily)."""
-    return hasattr(load_task(task["kind"]), "qualitative")
+def has_qualitative(name):
+    """Whether the task draws qualitative figures (defines the optional ``qualitative`` hook)."""
+    return SPECS[name].implements("qualitative")
 
 
 def analysis_targets():
@@ -224,7 +273,7 @@ def analysis_targets():
             *([f"results/{name}/figures/spider.{fmt}"] if len(task["rewards"]) > 2 else []),
             f"results/{name}/figures/samples.md",
         ]
-        if has_qualitative(task):
+        if has_qualitative(name):
             targets.append(f"results/{name}/figures/qualitative")
     return targets
 

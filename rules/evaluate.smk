@@ -13,12 +13,10 @@ rule generate:
         kind=task_kind,
         settings=settings("generate"),
         seed=SEED,
+        code=task_code("generate"),
     threads: resource("evaluate", "threads")
     resources:
-        gpu=resource("evaluate", "gpu"),
-        mem_mb=resource("evaluate", "mem_mb"),
-        runtime=resource("evaluate", "runtime"),
-        gpu_model=resource("evaluate", "gpu_model"),
+        **stage_resources("evaluate"),
     log:
         "logs/{task}/generate/{model}.log",
     benchmark:
@@ -41,12 +39,10 @@ rule score:
         reward=lambda w: plan.canonical(plan.scorers(TASKS[w.task])[w.reward]),
         model_kind=lambda w: model_entry(w).kind,
         weights=lambda w: model_entry(w).weights,
+        code=task_code("score"),
     threads: resource("evaluate", "threads")
     resources:
-        gpu=score_gpu,
-        mem_mb=resource("evaluate", "mem_mb"),
-        runtime=resource("evaluate", "runtime"),
-        gpu_model=resource("evaluate", "gpu_model"),
+        **stage_resources("evaluate", gpu=score_gpu),
     log:
         "logs/{task}/score/{model}/{reward}.log",
     benchmark:
@@ -62,6 +58,8 @@ rule scores_table:
         score_files,
     output:
         "results/{task}/scores.csv",
+    params:
+        code=package_code("rewarded_soups.scores"),
     log:
         "logs/{task}/scores_table.log",
     benchmark:

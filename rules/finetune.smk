@@ -1,7 +1,5 @@
-# Experts (one reward each) and the MORL baseline (a μ-weighted reward) share
-# one script; only the reward weights differ, as the method requires.
-
-
+# Experts (one reward each) and the MORL baseline (a μ-weighted reward) are
+# one rule: only the reward weights differ, as the method requires.
 rule expert:
     input:
         base="results/{task}/pretrain/model",
@@ -14,12 +12,10 @@ rule expert:
         rewards=lambda w: {w.reward: plan.canonical(TASKS[w.task]["rewards"][w.reward])},
         weights=lambda w: {w.reward: 1.0},
         seed=SEED,
+        code=task_code("finetune"),
     threads: resource("finetune", "threads")
     resources:
-        gpu=resource("finetune", "gpu"),
-        mem_mb=resource("finetune", "mem_mb"),
-        runtime=resource("finetune", "runtime"),
-        gpu_model=resource("finetune", "gpu_model"),
+        **stage_resources("finetune"),
     log:
         "logs/{task}/experts/{reward}.log",
     benchmark:
@@ -30,10 +26,7 @@ rule expert:
         "../scripts/finetune.py"
 
 
-rule morl:
-    input:
-        base="results/{task}/pretrain/model",
-        local=local_inputs("finetune"),
+use rule expert as morl with:
     output:
         directory("results/{task}/morl/{mix}"),
     params:
@@ -44,17 +37,8 @@ rule morl:
         },
         weights=lambda w: {r: m for r, m in parse_mix(w.mix).items() if m > 0},
         seed=SEED,
-    threads: resource("finetune", "threads")
-    resources:
-        gpu=resource("finetune", "gpu"),
-        mem_mb=resource("finetune", "mem_mb"),
-        runtime=resource("finetune", "runtime"),
-        gpu_model=resource("finetune", "gpu_model"),
+        code=task_code("finetune"),
     log:
         "logs/{task}/morl/{mix}.log",
     benchmark:
         "benchmarks/{task}/morl/{mix}.tsv"
-    conda:
-        conda_env
-    script:
-        "../scripts/finetune.py"

@@ -15,12 +15,10 @@ rule soup:
         kind=task_kind,
         settings=merge_settings(None),
         weights=mix_weights,
+        code=task_code("merge"),
     threads: resource("merge", "threads")
     resources:
-        gpu=resource("merge", "gpu"),
-        mem_mb=resource("merge", "mem_mb"),
-        runtime=resource("merge", "runtime"),
-        gpu_model=resource("merge", "gpu_model"),
+        **stage_resources("merge"),
     log:
         "logs/{task}/soups/{mix}.log",
     benchmark:
@@ -42,6 +40,7 @@ use rule soup as merge_method with:
         kind=task_kind,
         settings=merge_settings("method"),
         weights=mix_weights,
+        code=task_code("merge"),
     log:
         "logs/{task}/merges/{method}/{mix}.log",
     benchmark:
@@ -61,12 +60,10 @@ rule fisher:
         settings=settings("fisher"),
         rewards=lambda w: {w.reward: plan.canonical(TASKS[w.task]["rewards"][w.reward])},
         seed=SEED,
+        code=task_code("fisher"),
     threads: resource("finetune", "threads")
     resources:
-        gpu=resource("finetune", "gpu"),
-        mem_mb=resource("finetune", "mem_mb"),
-        runtime=resource("finetune", "runtime"),
-        gpu_model=resource("finetune", "gpu_model"),
+        **stage_resources("finetune"),
     log:
         "logs/{task}/fisher/{reward}.log",
     benchmark:
@@ -77,8 +74,8 @@ rule fisher:
         "../scripts/fisher.py"
 
 
-# Baselines of the paper's captioning experiments (tasks list what they
-# implement in BASELINES): prediction ensembling of two experts, and WiSE,
+# Baselines of the paper (Figures 5c and 14e; tasks that implement them list them in
+# declare in register_task(baselines=...)): prediction ensembling of two experts, and WiSE,
 # an expert interpolated toward θ0 (θ0 is a member of the merge, weight 1 − α).
 rule ensemble:
     input:
@@ -88,21 +85,18 @@ rule ensemble:
         directory("results/{task}/ensembles/{mix}"),
     params:
         kind=task_kind,
-        settings=settings("merge"),
+        settings=settings("ensemble"),
         weights=mix_weights,
-        method="ensemble",
+        code=task_code("ensemble"),
     threads: resource("merge", "threads")
     resources:
-        gpu=resource("merge", "gpu"),
-        mem_mb=resource("merge", "mem_mb"),
-        runtime=resource("merge", "runtime"),
-        gpu_model=resource("merge", "gpu_model"),
+        **stage_resources("merge"),
     log:
         "logs/{task}/ensembles/{mix}.log",
     conda:
         conda_env
     script:
-        "../scripts/merge.py"
+        "../scripts/ensemble.py"
 
 
 rule wise:
@@ -115,12 +109,10 @@ rule wise:
         kind=task_kind,
         settings=merge_settings("linear"),
         weights=wise_weights,
+        code=task_code("merge"),
     threads: resource("merge", "threads")
     resources:
-        gpu=resource("merge", "gpu"),
-        mem_mb=resource("merge", "mem_mb"),
-        runtime=resource("merge", "runtime"),
-        gpu_model=resource("merge", "gpu_model"),
+        **stage_resources("merge"),
     log:
         "logs/{task}/wise/{mix}.log",
     benchmark:

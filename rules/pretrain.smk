@@ -8,12 +8,10 @@ rule pretrain:
         kind=task_kind,
         settings=settings("pretrain"),
         seed=SEED,
+        code=task_code("pretrain"),
     threads: resource("pretrain", "threads")
     resources:
-        gpu=resource("pretrain", "gpu"),
-        mem_mb=resource("pretrain", "mem_mb"),
-        runtime=resource("pretrain", "runtime"),
-        gpu_model=resource("pretrain", "gpu_model"),
+        **stage_resources("pretrain"),
     log:
         "logs/{task}/pretrain.log",
     benchmark:

@@ -1,4 +1,4 @@
-"""Combine experts for one λ: merge weights (rules soup, merge_method, wise) or ensemble predictions (rule ensemble)."""
+"""Merge the experts' weights for one λ (rules soup, merge_method, wise): the task's `merge`."""
 
 import sys
 from pathlib import Path
@@ -11,10 +11,13 @@ from rewarded_soups.workflow import logged
 with logged(snakemake) as log:
     task = load_task(snakemake.params.kind)
     experts = [Path(p) for p in snakemake.input.experts]
+    fishers = [Path(p) for p in snakemake.input.get("fishers", [])]
     log.info("λ %s over %s", snakemake.params.weights, [p.name for p in experts])
-    args = (Path(snakemake.input.base), experts, list(snakemake.params.weights), Path(snakemake.output[0]))
-    if snakemake.params.get("method") == "ensemble":
-        task.ensemble(*args, snakemake.params.settings)
-    else:
-        fishers = [Path(p) for p in snakemake.input.get("fishers", [])]
-        task.merge(*args, snakemake.params.settings, fisher_dirs=fishers or None)
+    task.merge(
+        Path(snakemake.input.base),
+        experts,
+        list(snakemake.params.weights),
+        Path(snakemake.output[0]),
+        snakemake.params.settings,
+        fisher_dirs=fishers or None,
+    )

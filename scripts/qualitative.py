@@ -1,4 +1,4 @@
-"""A task's qualitative figures for a few λ (rule qualitative), e.g. locomotion viewers."""
+"""A task's qualitative figures of θ0 and a few λ (rule qualitative, for tasks that define the hook)."""
 
 import sys
 from pathlib import Path

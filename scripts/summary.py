@@ -8,12 +8,13 @@ sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # the package, also o
 import pandas as pd
 
 from rewarded_soups.analysis import summarise
+from rewarded_soups.tasks.base import TRAIN_METRICS
 from rewarded_soups.workflow import logged, read_json, write_json
 
 with logged(snakemake) as log:
     timings = {"pretrain": read_json(snakemake.input.pretrain).get("seconds")}
     for run in snakemake.input.runs:
-        metrics = Path(run) / "train_metrics.json"
+        metrics = Path(run) / TRAIN_METRICS
         if metrics.exists():
             timings[f"{Path(run).parent.name}/{Path(run).name}"] = read_json(metrics).get("seconds")
     summary = summarise(

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from rewarded_soups.tasks.captioning import data, metrics, scst
+from rewarded_soups.rewards import caption_metrics as metrics
+from rewarded_soups.tasks.captioning import data, scst
 from rewarded_soups.tasks.captioning import model as cap
 
 TINY = {"image_size": 16, "channels": 8, "d_model": 32, "layers": 1, "heads": 2, "max_len": 12}

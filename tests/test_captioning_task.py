@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from rewarded_soups.registry import build_reward, reward_options
+from rewarded_soups.registry import build_reward, reward_spec
 from rewarded_soups.tasks import captioning as task
 from rewarded_soups.tasks.captioning import model as captioner
 
@@ -35,8 +35,8 @@ def tiny(tmp_path_factory):
 
 
 def test_reward_options_and_cider_context():
-    assert reward_options("bleu") == (set(), {"n": 4})
-    assert reward_options("cider") == (set(), {})  # df_references comes from θ0, not the config
+    assert reward_spec("bleu").options() == (set(), {"n": 4})
+    assert reward_spec("cider").options() == (set(), {})  # df_references comes from θ0, not the config
     refs = [["a red circle on the left", "one red disc on the left side"]]
     bleu1 = build_reward({"kind": "bleu", "n": 1})
     assert bleu1(["a red circle on the left"], refs) == [pytest.approx(1.0)]

@@ -19,8 +19,10 @@ def _pins(lines):
 
 def test_env_files_parse_and_match_requirements():
     requirements = _pins((ROOT / "requirements.txt").read_text().splitlines())
-    envs = sorted((ROOT / "envs").glob("*.yaml"))
-    assert {e.stem for e in envs} >= {"text", "analysis"}
+    from rewarded_soups.registry import tasks
+
+    envs = sorted((ROOT / "envs").glob("*.yaml")) + [spec.environment for spec in tasks().values()]
+    assert {e.stem for e in envs} >= {"environment", "analysis"}
     for env in envs:
         spec = yaml.safe_load(env.read_text())
         assert "conda-forge" in spec["channels"]
@@ -30,11 +32,13 @@ def test_env_files_parse_and_match_requirements():
         pins = _pins(pip)
         assert pins, env
         for name, version in pins.items():
-            assert requirements.get(name) == version, f"{env.name}: {name}=={version} vs requirements.txt"
+            assert requirements.get(name) == version, f"{env}: {name}=={version} vs requirements.txt"
 
 
-def test_every_task_kind_has_an_env():
-    from rewarded_soups.registry import TASKS
+def test_every_task_kind_declares_its_env_and_schema():
+    from rewarded_soups.registry import tasks
 
-    for kind in TASKS:
-        assert (ROOT / "envs" / f"{kind}.yaml").exists()
+    registered = tasks()
+    assert set(registered) >= {"text", "image", "captioning", "locomotion"}
+    for spec in registered.values():
+        assert spec.environment.is_file() and spec.schema.is_file(), spec

@@ -109,7 +109,8 @@ def tiny_run(tmp_path_factory):
         "data": {"image_size": 8, "train_scenes": 16, "max_prompt_tokens": 12},
         "pretrain": {**TINY_UNET, "text_layers": 1, "text_heads": 2, "steps": 3, "batch_size": 4},
         "finetune": {"n_images": 6, "steps": 2, "batch_size": 3, "inference_steps": 2},
-        "evaluate": {"n_prompts": 3, "inference_steps": 2, "grid_prompts": 2},
+        "evaluate": {"n_prompts": 3, "inference_steps": 2},
+        "plots": {"grid_prompts": 2},
     }
     validate(cfg, str(Path(task.__file__).parent / "schema.yaml"), set_default=True)
     task.pretrain(root / "base", {"data": cfg["data"], "pretrain": cfg["pretrain"]}, seed=0, threads=1)
@@ -162,7 +163,94 @@ def test_tiny_run_is_deterministic_and_draws_the_grid(tiny_run, tmp_path):
         task.read_samples(tmp_path / "again")[0], task.read_samples(root / "samples" / "soup")[0]
     )
     samples = {"init": root / "samples" / "init", "soup-a@0.5+b@0.5": root / "samples" / "soup"}
-    task.qualitative(samples, tmp_path / "figures", ev)
+    task.qualitative(samples, tmp_path / "figures", {**ev, "plots": {"grid_prompts": 2}})
     assert (tmp_path / "figures" / "grid.png").stat().st_size > 1000
     assert task.column_title("soup-a@0.5+b@0.5") == "a 0.5\nb 0.5"
     assert "| prompt |" in task.samples_table(samples, 2)
+
+
+PROMPTS = ["a red circle on black", "a blue square on grey", "a large green triangle"]
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny models run far faster on one thread, and many times slower when two threads share a busy core."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _tiny_pipeline(image_size=8):
+    """An untrained θ0 in memory: enough to count UNet passes and compare samplers."""
+    from diffusers import DDPMScheduler
+
+    from rewarded_soups.tasks.image.model import Pipeline, build_text_encoder, build_tokenizer
+
+    torch.manual_seed(0)
+    tokenizer = build_tokenizer(PROMPTS, 12)
+    text = {"text_dim": TINY_UNET["text_dim"], "text_layers": 1, "text_heads": 2}
+    return Pipeline(
+        tokenizer=tokenizer,
+        text_encoder=build_text_encoder(len(tokenizer), text, 12, tokenizer.eos_token_id).eval(),
+        unet=build_unet(image_size, TINY_UNET).eval(),
+        scheduler=DDPMScheduler(
+            num_train_timesteps=100, beta_schedule="squaredcos_cap_v2", prediction_type="v_prediction"
+        ),
+    )
+
+
+@torch.no_grad()
+def _sample_by_hand(pipe, prompts, seeds, *, inference_steps, guidance_scale):
+    """The textbook sampler: unconditional and conditional halves in one batch at every step, then mixed."""
+    from diffusers import DDIMScheduler
+
+    from rewarded_soups.tasks.image.model import initial_noise, to_uint8
+
+    scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
+    scheduler.set_timesteps(inference_steps)
+    x = initial_noise(seeds, pipe.unet.config.sample_size) * scheduler.init_noise_sigma
+    cond, cond_mask = pipe.encode(prompts)
+    uncond, uncond_mask = pipe.encode([""] * len(prompts))
+    states, mask = torch.cat([uncond, cond]), torch.cat([uncond_mask, cond_mask])
+    for t in scheduler.timesteps:
+        eps = pipe.unet(torch.cat([x, x]), t, encoder_hidden_states=states, encoder_attention_mask=mask).sample
+        eps_uncond, eps_cond = eps.chunk(2)
+        x = scheduler.step(eps_uncond + guidance_scale * (eps_cond - eps_uncond), t, x, eta=0.0).prev_sample
+    return to_uint8(x)
+
+
+@pytest.mark.parametrize(("guidance", "factor"), [(1.0, 1), (3.0, 2), (0.0, 2)])
+def test_guidance_one_runs_one_conditional_unet_pass_per_step(guidance, factor, one_thread):
+    """Guidance 1 is ε_cond: one pass per step on the prompts alone, no empty prompt encoded."""
+    from rewarded_soups.tasks.image.model import sample
+
+    pipe = _tiny_pipeline()
+    batches, encoded = [], []
+    pipe.unet.register_forward_pre_hook(lambda module, args: batches.append(args[0].shape[0]))
+    encode = pipe.encode
+    pipe.encode = lambda prompts: encoded.append(list(prompts)) or encode(prompts)
+    steps = 4
+    sample(pipe, PROMPTS, [0, 1, 2], inference_steps=steps, guidance_scale=guidance, batch_size=2, progress=False)
+    # Two chunks (2 prompts, then 1), `steps` UNet passes each, the batch doubled only under guidance.
+    assert batches == [factor * 2] * steps + [factor * 1] * steps
+    empty = [p for prompts in encoded for p in prompts if p == ""]
+    assert len(empty) == (0 if factor == 1 else 3)
+
+
+def test_guidance_one_gives_the_classifier_free_formula_images(one_thread):
+    """Skipping the unconditional half changes only float rounding; other scales are the formula exactly."""
+    from rewarded_soups.tasks.image.model import sample
+
+    pipe, seeds = _tiny_pipeline(), [5, 6, 7]
+    run = {"inference_steps": 4}
+    expected = {g: _sample_by_hand(pipe, PROMPTS, seeds, guidance_scale=g, **run) for g in (0.0, 1.0, 3.0)}
+    # The unconditional branch matters in this model: the check below would see it used at guidance 1.
+    assert np.abs(expected[0.0].astype(int) - expected[1.0].astype(int)).max() > 8
+    assert np.abs(expected[3.0].astype(int) - expected[1.0].astype(int)).max() > 8
+    fresh = sample(pipe, PROMPTS, seeds, guidance_scale=1.0, progress=False, **run)
+    assert np.abs(fresh.astype(int) - expected[1.0].astype(int)).max() <= 1
+    for g in (0.0, 3.0):
+        np.testing.assert_array_equal(
+            sample(pipe, PROMPTS, seeds, guidance_scale=g, progress=False, **run), expected[g]
+        )

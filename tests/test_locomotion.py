@@ -7,6 +7,7 @@ import inspect
 import numpy as np
 import pytest
 
+from rewarded_soups.registry import reward_spec
 from rewarded_soups.rewards.locomotion import ActionCost, EpisodeLength, LocomotionReward, Velocity
 from rewarded_soups.tasks.locomotion import policy as io
 from rewarded_soups.tasks.locomotion.env import configure_jax, make_env, mixed_ctrl_cost
@@ -85,7 +86,7 @@ def test_episode_rewards_from_components():
     assert LocomotionReward(1.0)(episodes) == [41.0, 16.5]
     assert LocomotionReward(0.5)(episodes) == [47.0, 17.75]  # the μ = 0.5 mix of the two
     assert Velocity()(episodes) == [3.0, -1.0]
-    assert ActionCost()(episodes) == [12.0, 2.5] and not ActionCost.higher_is_better
+    assert ActionCost()(episodes) == [12.0, 2.5] and not reward_spec("action_cost").higher_is_better
     assert EpisodeLength()(episodes) == [10.0, 4.0]
     with pytest.raises(ValueError, match="ctrl_cost"):
         LocomotionReward(-1.0)

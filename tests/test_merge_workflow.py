@@ -52,7 +52,8 @@ TEXT = {
         "task_arithmetic": {"lambda_range": [-0.5, 1.5]},
         "fisher": {"samples": 4},
     },
-    "evaluate": {"n_prompts": 16, "max_new_tokens": 12, "samples_in_table": 2},
+    "evaluate": {"n_prompts": 16, "max_new_tokens": 12},
+    "plots": {"samples_in_table": 2},
 }
 
 

@@ -19,15 +19,19 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
-SNAKEMAKE = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"), "--cores", "2"]
+# The run works on its own copy of the workflow (workdir/workflow), so that a test may edit the code.
+COPY_IGNORED = (".git", ".venv", "results", "logs", "benchmarks", ".snakemake", "__pycache__", "*.egg-info", ".*_cache")
 
 pytestmark = pytest.mark.e2e
 
 
 def snakemake(workdir: Path, config: Path, *args: str) -> subprocess.CompletedProcess:
+    copy = workdir / "workflow" / "Snakefile"
+    snakefile = copy if copy.exists() else ROOT / "Snakefile"
+    command = [sys.executable, "-m", "snakemake", "--snakefile", str(snakefile), "--cores", "2"]
     return subprocess.run(
         # Targets and flags first: --configfile takes every word after it.
-        [*SNAKEMAKE, *args, "--directory", str(workdir), "--configfile", str(config)],
+        [*command, *args, "--directory", str(workdir), "--configfile", str(config)],
         capture_output=True,
         text=True,
         cwd=workdir,
@@ -52,6 +56,7 @@ def planned_jobs(workdir: Path, config: Path) -> list[tuple[str, str]]:
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("workflow")
+    shutil.copytree(ROOT, workdir / "workflow", ignore=shutil.ignore_patterns(*COPY_IGNORED))
     config = workdir / "config.yaml"
     shutil.copy(ROOT / "tests" / "data" / "tiny.yaml", config)
     result = snakemake(workdir, config)
@@ -194,6 +199,54 @@ def test_changing_one_reward_reruns_only_its_branch(run):
         "summary",
     ]
     print(f"staleness: {len(jobs)} jobs planned after changing concise.max_chars: {sorted(set(rules))}")
+
+
+def _planned_after_edit(run, module: str, old: str, new: str) -> list[tuple[str, str]]:
+    """The jobs a dry run plans once ``old`` is replaced by ``new`` in the copy's ``module``; the edit is undone."""
+    workdir, config = run
+    path = workdir / "workflow" / module
+    text = path.read_text()
+    assert old in text, (module, old)
+    path.write_text(text.replace(old, new, 1))
+    try:
+        return planned_jobs(workdir, config)
+    finally:
+        path.write_text(text)
+
+
+def test_editing_a_plotting_function_reruns_only_the_figures(run):
+    jobs = _planned_after_edit(run, "rewarded_soups/plots.py", "def plot_front(", "EDITED = True\n\n\ndef plot_front(")
+    assert {rule for rule, _ in jobs} == {"figures", "spider"}
+    assert {w.split(",")[0] for r, w in jobs if r == "figures"} == {
+        f"task={t}" for t in ("text", "locomotion", "image", "captioning")
+    }
+
+
+def test_editing_a_tasks_training_code_reruns_its_training_and_downstream_only(run):
+    jobs = _planned_after_edit(
+        run, "rewarded_soups/tasks/text/rl.py", "def finetune(", "EDITED = True\n\n\ndef finetune("
+    )
+    assert jobs and all(w.startswith("task=text") for _, w in jobs if w)
+    rules = [rule for rule, _ in jobs]
+    assert "pretrain" not in rules  # θ0's code did not change
+    assert sorted(w for r, w in jobs if r == "expert") == ["task=text, reward=concise", "task=text, reward=sentiment"]
+    assert rules.count("morl") == 1 and rules.count("soup") == 1
+    assert {"generate", "score", "scores_table", "summary", "figures"} <= set(rules)
+    # Comments only: the code's syntax tree is unchanged, nothing reruns.
+    assert _planned_after_edit(run, "rewarded_soups/tasks/text/rl.py", "def finetune(", "# note\ndef finetune(") == []
+
+
+def test_editing_a_reward_rescores_that_reward_only(run):
+    jobs = _planned_after_edit(
+        run, "rewarded_soups/rewards/image.py", "class Contrast:", "EDITED = 1\n\n\nclass Contrast:"
+    )
+    # The image task trains an expert on contrast (and MORL on it): those retrain; colourfulness is rescored
+    # only where a model changed.
+    assert all(w.startswith("task=image") for _, w in jobs if w)
+    assert sorted(w for r, w in jobs if r == "expert") == [
+        "task=image, reward=colourful",
+        "task=image, reward=contrast",
+    ]
 
 
 def test_changing_the_cautious_penalty_reruns_only_its_locomotion_branch(run):

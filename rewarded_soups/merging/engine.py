@@ -157,7 +157,9 @@ class _Sources:
                 raise ValueError("merge method fisher needs each expert's Fisher (spec.fishers)")
             self.fishers = [_open(f, file, stack, "cpu") for f in spec.fishers]
         if spec.lora == "exact" and settings.method not in ("linear", "task_arithmetic"):
-            raise ValueError(f"LoRA lora_mode exact concatenates ranks; method {settings.method} needs lora_mode paper")
+            raise ValueError(
+                f"the exact LoRA combination concatenates ranks; method {settings.method} needs the paper combination"
+            )
         self.keep = re.compile(spec.keep) if spec.keep else None
 
     def output_info(self, name: str) -> TensorInfo:

@@ -3,22 +3,21 @@
 Each is a callable ``reward(candidates, references) -> list[float]`` (a
 candidate caption and its image's reference captions), used both as the RL
 reward of an expert and as an evaluation metric; see
-:mod:`rewarded_soups.tasks.captioning.metrics` for the implementation notes
+:mod:`rewarded_soups.rewards.caption_metrics` for the implementation notes
 (tokenisation, CIDEr's document frequencies, METEOR's Java process).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
-from rewarded_soups.tasks.captioning import metrics
+from rewarded_soups.registry import reward
+from rewarded_soups.rewards import caption_metrics as metrics
 
 
+@reward("bleu", modality="caption")
 class BleuReward:
     """BLEU-n of one caption against its references (pycocoevalcap, per-sentence, brevity penalty)."""
-
-    higher_is_better = True
 
     def __init__(self, n: int = 4) -> None:
         if n not in (1, 2, 3, 4):
@@ -29,10 +28,9 @@ class BleuReward:
         return self._bleu(candidates, references)
 
 
+@reward("rouge", modality="caption")
 class RougeReward:
     """ROUGE-L F-measure (β = 1.2) against the references (pycocoevalcap)."""
-
-    higher_is_better = True
 
     def __init__(self) -> None:
         self._rouge = metrics.Rouge()
@@ -41,10 +39,9 @@ class RougeReward:
         return self._rouge(candidates, references)
 
 
+@reward("meteor", modality="caption")
 class MeteorReward:
     """METEOR 1.5 (pycocoevalcap's jar: needs ``java`` on PATH); one Java process per reward object."""
-
-    higher_is_better = True
 
     def __init__(self) -> None:
         self._meteor = metrics.Meteor()
@@ -56,24 +53,12 @@ class MeteorReward:
         self._meteor.close()
 
 
+@reward("cider", modality="caption", context=("df_references",))
 class CiderReward:
     """CIDEr-D (pycocoevalcap) with document frequencies from the training references, as in SCST."""
-
-    higher_is_better = True
 
     def __init__(self, df_references: Sequence[Sequence[str]] | None = None) -> None:
         self._cider = metrics.CiderD(df_references)
 
     def __call__(self, candidates: Sequence[str], references: Sequence[Sequence[str]]) -> list[float]:
         return self._cider(candidates, references)
-
-
-CLASSES = {"bleu": BleuReward, "rouge": RougeReward, "meteor": MeteorReward, "cider": CiderReward}
-# The training references come from θ0's directory, not from the config.
-CONTEXT_ARGUMENTS = {"df_references"}
-
-
-def build(kind: str, options: dict[str, Any], context: dict[str, Any]) -> Any:
-    if kind == "cider":
-        return CiderReward(df_references=context.get("df_references"), **options)
-    return CLASSES[kind](**options)

@@ -16,9 +16,10 @@ arrays of shape ``(n, height, width, 3)``; values lie in roughly [0, 1].
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
+
+from rewarded_soups.registry import reward
 
 # ITU-R BT.601 luma weights.
 _LUMA = np.array([0.299, 0.587, 0.114])
@@ -31,10 +32,9 @@ def _as_float(images: np.ndarray) -> np.ndarray:
     return images.astype(np.float64) / 255.0
 
 
+@reward("colourfulness", modality="image")
 class Colourfulness:
     """Hasler & Süsstrunk's (2003) colourfulness: σ_rgyb + 0.3·μ_rgyb of the opponent channels (chroma)."""
-
-    higher_is_better = True
 
     def __init__(self) -> None:
         pass
@@ -48,10 +48,9 @@ class Colourfulness:
         return (std + 0.3 * mean).tolist()
 
 
+@reward("contrast", modality="image")
 class Contrast:
     """RMS contrast: the standard deviation of luminance (Peli 1990); ignores hue, likes light on dark."""
-
-    higher_is_better = True
 
     def __init__(self) -> None:
         pass
@@ -61,6 +60,7 @@ class Contrast:
         return luma.std(axis=(1, 2)).tolist()
 
 
+@reward("smoothness", modality="image")
 class Smoothness:
     """1 − scale·(mean absolute luminance difference between neighbouring pixels): flat images score 1.
 
@@ -68,8 +68,6 @@ class Smoothness:
     this reward punishes it, as the paper's nsfw score punished image quality.
     ``scale`` maps the typical range onto [0, 1] (clipped at 0).
     """
-
-    higher_is_better = True
 
     def __init__(self, scale: float = 4.0) -> None:
         if scale <= 0:
@@ -81,10 +79,3 @@ class Smoothness:
         dx = np.abs(np.diff(luma, axis=2)).mean(axis=(1, 2))
         dy = np.abs(np.diff(luma, axis=1)).mean(axis=(1, 2))
         return np.clip(1.0 - self.scale * 0.5 * (dx + dy), 0.0, None).tolist()
-
-
-CLASSES = {"colourfulness": Colourfulness, "contrast": Contrast, "smoothness": Smoothness}
-
-
-def build(kind: str, options: dict[str, Any], context: dict[str, Any]) -> Any:
-    return CLASSES[kind](**options)

@@ -8,18 +8,18 @@ episode ends of the environment's forward term, alive bonus and Σa²).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+
+from rewarded_soups.registry import reward
 
 Episode = dict[str, float]
 
 
+@reward("locomotion", modality="episode")
 class LocomotionReward:
     """R_α = forward + alive − α·Σa² over an episode: brax's humanoid reward with ctrl_cost_weight = α.
 
     The paper's risky reward is α = 0 (velocity only), its cautious one α = 1.
     """
-
-    higher_is_better = True
 
     def __init__(self, ctrl_cost: float) -> None:
         if ctrl_cost < 0:
@@ -34,7 +34,6 @@ class _Field:
     """One field of the episode record (no options)."""
 
     field = ""
-    higher_is_better = True
 
     def __init__(self) -> None:
         pass
@@ -43,36 +42,22 @@ class _Field:
         return [float(e[self.field]) for e in episodes]
 
 
+@reward("velocity", modality="episode", metric=True)
 class Velocity(_Field):
     """The forward-velocity term summed over the episode (brax's forward_reward)."""
 
     field = "forward"
 
 
+@reward("action_cost", modality="episode", metric=True, higher_is_better=False)
 class ActionCost(_Field):
     """Σ_t Σ_j a_tj² over the episode (lower is better)."""
 
     field = "action_sq"
-    higher_is_better = False
 
 
+@reward("episode_length", modality="episode", metric=True)
 class EpisodeLength(_Field):
     """Steps before the humanoid falls (or the episode limit)."""
 
     field = "steps"
-
-
-# Reward kind -> class; the registry reads constructor signatures to check config options.
-CLASSES = {
-    "locomotion": LocomotionReward,
-    "velocity": Velocity,
-    "action_cost": ActionCost,
-    "episode_length": EpisodeLength,
-}
-
-
-def build(kind: str, options: dict[str, Any], context: dict[str, Any]) -> Any:
-    try:
-        return CLASSES[kind](**options)
-    except KeyError:
-        raise KeyError(f"rewarded_soups.rewards.locomotion has no reward kind {kind!r}") from None

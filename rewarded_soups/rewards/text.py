@@ -1,8 +1,9 @@
 """Rewards and quality metrics on generated text.
 
-Each reward is a callable ``reward(prompts, completions) -> list[float]``
-(higher is better, except metrics flagged ``higher_is_better = False``), the
-signature trl's trainers take as a reward function.
+Each reward is a callable ``reward(prompts, completions) -> list[float]``,
+higher is better, the signature trl's trainers take as a reward function.
+The perplexity metric, which needs the text task's θ0, lives with the task
+(:mod:`rewarded_soups.tasks.text.perplexity`).
 """
 
 from __future__ import annotations
@@ -10,11 +11,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from rewarded_soups.registry import reward
 
+
+@reward("vader", modality="text")
 class VaderSentiment:
     """Positive sentiment: VADER's compound score in [-1, 1] (lexicon and rules, Hutto & Gilbert 2014)."""
-
-    higher_is_better = True
 
     def __init__(self) -> None:
         from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
@@ -25,6 +27,7 @@ class VaderSentiment:
         return [float(self._analyser.polarity_scores(c)["compound"]) for c in completions]
 
 
+@reward("conciseness", modality="text")
 class Conciseness:
     """1 − characters/max_chars, clipped to [0, 1]; fewer than ``min_chars`` characters score 0.
 
@@ -32,8 +35,6 @@ class Conciseness:
     dots. The floor keeps "say nothing" from being the optimum; RL still games
     it with a few dots and a fake attribution, which the perplexity metric shows.
     """
-
-    higher_is_better = True
 
     def __init__(self, max_chars: int = 120, min_chars: int = 10) -> None:
         if not 0 <= min_chars <= max_chars or max_chars < 1:
@@ -75,6 +76,7 @@ class RewardModelTokenizer:
         return getattr(self.tokenizer, name)
 
 
+@reward("classifier", modality="text", uses_device=True)
 class ClassifierReward:
     """A sequence-classification reward model, as in the paper's RLHF experiments.
 
@@ -87,8 +89,6 @@ class ClassifierReward:
     trainer's device; a forward hook puts the chosen score in logit 0, the one
     trl reads.
     """
-
-    higher_is_better = True
 
     def __init__(
         self,
@@ -162,82 +162,3 @@ class ClassifierReward:
                 ).to(device)
                 scores.extend(self.model(**enc).logits[:, 0].float().tolist())
         return scores
-
-
-class Perplexity:
-    """Perplexity of the completion given the prompt under θ0: do soups stay fluent?
-
-    The prompt is tokenised as generation tokenised it (with the tokenizer's
-    own special tokens), the completion is scored up to and including its
-    end-of-text token. Batched with right padding on the job's device.
-    """
-
-    higher_is_better = False
-
-    def __init__(self, base_model: str, batch_size: int = 32, dtype: str = "float32") -> None:
-        import torch
-
-        from rewarded_soups.gpus import torch_device
-        from rewarded_soups.tasks.text import policy
-
-        self._torch = torch
-        ref = policy.base_model(base_model)
-        self.tokenizer = policy.load_tokenizer(ref)
-        self.device = torch_device()
-        self.model = policy.load_policy(ref, dtype=dtype).eval().to(self.device)
-        self.batch_size = batch_size
-
-    def __call__(self, prompts: Sequence[str], completions: Sequence[str]) -> list[float]:
-        torch = self._torch
-        eos = self.tokenizer.eos_token_id
-        pad = self.tokenizer.pad_token_id
-        prompt_ids = self.tokenizer(list(prompts))["input_ids"]
-        if any(len(p) == 0 for p in prompt_ids):
-            raise ValueError("perplexity needs a non-empty prompt (or a tokenizer that adds a BOS token)")
-        encoded = self.tokenizer(list(completions), add_special_tokens=False)["input_ids"]
-        completion_ids = [[*ids, eos] for ids in encoded]
-        out: list[float] = []
-        with torch.inference_mode():
-            for i in range(0, len(prompt_ids), self.batch_size):
-                prompt_batch = prompt_ids[i : i + self.batch_size]
-                seqs = [p + c for p, c in zip(prompt_batch, completion_ids[i : i + self.batch_size])]
-                width = max(map(len, seqs))
-                ids = torch.full((len(seqs), width), pad, dtype=torch.long)
-                mask = torch.zeros((len(seqs), width), dtype=torch.long)
-                scored = torch.zeros((len(seqs), width - 1), dtype=torch.bool)
-                for row, (seq, p) in enumerate(zip(seqs, prompt_batch)):
-                    ids[row, : len(seq)] = torch.tensor(seq)
-                    mask[row, : len(seq)] = 1
-                    # Targets at positions len(p)-1 .. len(seq)-2 predict the completion tokens.
-                    scored[row, len(p) - 1 : len(seq) - 1] = True
-                ids, mask, scored = ids.to(self.device), mask.to(self.device), scored.to(self.device)
-                logits = self.model(input_ids=ids, attention_mask=mask).logits[:, :-1].float()
-                nll = torch.nn.functional.cross_entropy(logits.transpose(1, 2), ids[:, 1:], reduction="none")
-                mean_nll = (nll * scored).sum(1) / scored.sum(1)
-                out.extend(torch.exp(mean_nll).tolist())
-        return out
-
-
-# Reward kind -> class; the registry reads constructor signatures to check config options.
-CLASSES = {
-    "vader": VaderSentiment,
-    "conciseness": Conciseness,
-    "classifier": ClassifierReward,
-    "perplexity": Perplexity,
-}
-# Constructor arguments that come from the workflow (context), not from the config.
-CONTEXT_ARGUMENTS = {"base_model"}
-
-
-def build(kind: str, options: dict[str, Any], context: dict[str, Any]) -> Any:
-    if kind == "vader":
-        return VaderSentiment(**options)
-    if kind == "conciseness":
-        return Conciseness(**options)
-    if kind == "classifier":
-        return ClassifierReward(**options)
-    if kind == "perplexity":
-        if "base_model" not in context:
-            raise ValueError("the perplexity metric needs θ0 (context['base_model'])")
-        return Perplexity(context["base_model"], **options)
-    raise KeyError(f"rewarded_soups.rewards.text has no reward kind {kind!r}")

@@ -1,34 +1,59 @@
-"""The interface every task module implements (a structural protocol).
+"""The interface every task implements (a structural protocol), and its contracts.
+
+A task is one package: an ``__init__`` that declares it with
+:func:`rewarded_soups.registry.register_task` (kind, modality of what its
+models produce, ``schema.yaml`` for its config sections, ``environment.yaml``
+for its jobs, the baselines it implements, the keys it adds to generic
+sections and which stage reads them) and defines the functions of
+:class:`Task`. It imports heavy libraries inside those functions: the
+workflow imports every task package while it checks the config. A package
+outside this one registers through the ``rewarded_soups.plugins`` entry
+point group (see :mod:`rewarded_soups.registry`).
 
 All paths are directories or files that the calling rule owns; every function
-is deterministic given its ``seed``.
+is deterministic given its ``seed``. The workflow hashes the code each
+function can run (:mod:`rewarded_soups.codedigest`), so editing a task's
+function reruns that function's jobs and what depends on them.
 
-Optional: a task module may also define ``qualitative(samples, out_dir,
-settings)`` (label -> samples directory, for θ0 and the λ values of
-``plots.qualitative``; ``settings`` holds the data and evaluate sections);
-the workflow then adds the ``qualitative`` rule for it.
+Contracts:
 
-Optional: ``local_inputs(task, stage, rewards) -> list[str]``, the local files
-named by the task's config (a local θ0, reward models, data files) that a stage
-(``pretrain``, ``finetune``, ``generate``, ``score``) reads; the rules declare
-them as inputs, so replacing one reruns what read it. ``rewards``: the rewards
-the job trains on or scores.
+* ``finetune`` returns its metrics; the workflow writes them to
+  ``TRAIN_METRICS`` in the run's directory, and the summary reads their
+  ``seconds``.
+* ``pretrain`` returns its metrics (``seconds`` included); the workflow writes
+  them next to θ0 (``pretrain/metrics.json``).
 
-Optional: ``fisher(base_dir, expert_dir, out_dir, rewards, settings, *, seed,
-threads)`` writes the expert's diagonal Fisher with the checkpoint's file and
-tensor names; tasks that define it support ``merge.method: fisher``.
+Optional hooks (a task defines them or not; the workflow asks
+:meth:`rewarded_soups.registry.TaskSpec.implements`):
 
-Optional baselines (paper Figures 5c and 14e), listed in a module-level
-``BASELINES`` tuple: ``"wise"`` needs :func:`merge` to accept θ0's
-directory as a member; ``"ensemble"`` needs ``ensemble(base_dir,
-expert_dirs, weights, out_dir, settings)``, whose output directory
-:func:`generate` then accepts as ``model_dir``.
+* ``check_settings(task) -> None`` raises ``ValueError("key.path: what is
+  wrong and how to fix it")`` for what the schema cannot say; it runs before
+  any job.
+* ``qualitative(samples, out_dir, settings)``: figures of θ0 and the models
+  at the λ of ``plots.qualitative`` (label -> samples directory; ``settings``
+  holds the data and evaluate sections and the ``plots`` keys the task
+  declared for its qualitative stage). The workflow then adds the rule.
+* ``local_inputs(task, stage, rewards) -> list[str]``: local files named by
+  the task's config (a local θ0, reward models, data files) that a stage
+  (``pretrain``, ``finetune``, ``generate``, ``score``) reads; the rules
+  declare them as inputs, so replacing one reruns what read it.
+  ``rewards``: the rewards the job trains on or scores.
+* ``fisher(base_dir, expert_dir, out_dir, rewards, settings, *, seed,
+  threads)`` writes the expert's diagonal Fisher with the checkpoint's file
+  and tensor names; tasks that define it support ``merge.method: fisher``.
+* Baselines (paper Figures 5c and 14e), declared with ``baselines=``:
+  ``"wise"`` needs :func:`merge` to accept θ0's directory as a member;
+  ``"ensemble"`` needs ``ensemble(base_dir, expert_dirs, weights, out_dir,
+  settings)``, whose output directory :func:`generate` then accepts as
+  ``model_dir``.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any, Protocol
+
+TRAIN_METRICS = "train_metrics.json"
 
 
 class Task(Protocol):
@@ -46,7 +71,10 @@ class Task(Protocol):
         seed: int,
         threads: int,
     ) -> dict[str, Any]:
-        """RL from θ0 on Σ weights[r]·R_r (an expert when one weight is 1); return metrics."""
+        """RL from θ0 on Σ weights[r]·R_r (an expert when one weight is 1); return metrics (``seconds`` included).
+
+        :func:`rewarded_soups.rewards.weighted_sum` computes Σ weights[r]·R_r for tasks that scalarise themselves.
+        """
 
     def merge(
         self,

@@ -21,6 +21,11 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from rewarded_soups.registry import register_task
+
+register_task("captioning", module=__name__, modality="caption", baselines=("ensemble", "wise"))
+
+
 log = logging.getLogger(__name__)
 
 CAPTIONS_FILE = "captions.json"
@@ -28,7 +33,6 @@ VOCAB_FILE = "vocab.json"
 REFERENCES_FILE = "train_references.json"  # CIDEr's document-frequency corpus, saved with θ0
 ENSEMBLE_FILE = "ensemble.json"
 # The workflow's generic baselines this task implements.
-BASELINES = ("ensemble", "wise")
 
 
 def check_settings(task: dict[str, Any]) -> None:
@@ -61,15 +65,13 @@ def _splits(data: dict[str, Any], seed: int):
 def _reward_fn(rewards: dict[str, dict[str, Any]], weights: dict[str, float], df_references):
     """Σ weights[r]·R_r over captions, and the scorers to close (METEOR holds a Java process)."""
     from rewarded_soups.registry import build_reward
+    from rewarded_soups.rewards import weighted_sum
 
     scorers = {name: build_reward(spec, context={"df_references": df_references}) for name, spec in rewards.items()}
 
     def reward(candidates, references):
-        total = [0.0] * len(candidates)
-        for name, scorer in scorers.items():
-            for i, value in enumerate(scorer(candidates, references)):
-                total[i] += weights[name] * value
-        return total
+        values = {name: scorer(candidates, references) for name, scorer in scorers.items()}
+        return weighted_sum(values, weights).tolist()
 
     return reward, list(scorers.values())
 
@@ -174,8 +176,7 @@ def finetune(
         _close(scorers)
     out_dir = Path(out_dir)
     captioner.save(model, out_dir)
-    (out_dir / "train_metrics.json").write_text(json.dumps(metrics, indent=2))
-    return {k: metrics[k] for k in ("steps", "seconds")} | {"final_greedy_reward": metrics["greedy_reward"][-1:]}
+    return metrics
 
 
 def merge(
@@ -217,12 +218,12 @@ def fisher(
     import torch
     from safetensors.torch import save_file
 
+    from rewarded_soups.gpus import torch_device
     from rewarded_soups.merging.fisher import diagonal_fisher
     from rewarded_soups.tasks.captioning import model as captioner
     from rewarded_soups.tasks.captioning.model import WEIGHTS_FILE, images_to_tensor
-    from rewarded_soups.tasks.captioning.scst import device
 
-    dev = device()
+    dev = torch_device()
     pixels = images_to_tensor(_splits(settings["data"], seed).train.images)
     n = min(settings["merge"]["fisher"]["samples"], len(pixels))
     chosen = torch.randperm(len(pixels), generator=torch.Generator().manual_seed(seed))[:n].tolist()

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from rewarded_soups.gpus import torch_device
 from rewarded_soups.tasks.captioning.data import Vocab
 from rewarded_soups.tasks.captioning.model import Captioner, images_to_tensor
 
@@ -38,10 +39,6 @@ def scst_loss(
     """
     advantage = (sample_rewards - baseline_rewards).detach().to(sample_logprobs.dtype)
     return -(advantage * sample_logprobs).mean()
-
-
-def device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def _interval(steps: int, log_every: int | None) -> int:
@@ -75,7 +72,7 @@ def train_xent(
     ids = torch.from_numpy(vocab.encode_batch([c for _, c in pairs], max_len))
     owner = torch.tensor([i for i, _ in pairs])
     pixels = images_to_tensor(images)
-    dev = device()
+    dev = torch_device()
     torch.manual_seed(seed)
     rng = torch.Generator().manual_seed(seed)
     model.to(dev).train()
@@ -135,7 +132,7 @@ def train_scst(
         raise ValueError(f"{len(images)} images but {len(references)} reference sets")
     pixels = images_to_tensor(images)
     refs = [list(r) for r in references]
-    dev = device()
+    dev = torch_device()
     torch.manual_seed(seed)
     order_rng = torch.Generator().manual_seed(seed)
     sampler = torch.Generator(device=dev).manual_seed(seed)
@@ -203,10 +200,10 @@ def greedy_captions(
     model: Captioner, images: np.ndarray, vocab: Vocab, max_len: int, batch_size: int = 256
 ) -> list[str]:
     """Greedy captions of ``images``, batch by batch (evaluation)."""
-    model.to(device()).eval()
+    model.to(torch_device()).eval()
     pixels = images_to_tensor(images)
     out: list[str] = []
     for i in range(0, len(pixels), batch_size):
-        out.extend(vocab.decode_batch(model.greedy(pixels[i : i + batch_size].to(device()), max_len).tolist()))
+        out.extend(vocab.decode_batch(model.greedy(pixels[i : i + batch_size].to(torch_device()), max_len).tolist()))
     model.cpu()
     return out

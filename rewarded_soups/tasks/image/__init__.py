@@ -20,6 +20,16 @@ from typing import Any
 import numpy as np
 
 from rewarded_soups.grid import parse_mix
+from rewarded_soups.registry import register_task
+
+register_task(
+    "image",
+    module=__name__,
+    modality="image",
+    # Rows of the qualitative image grid: display only, read by the qualitative job alone.
+    reads={"qualitative": ("plots.grid_prompts",)},
+)
+
 
 log = logging.getLogger(__name__)
 
@@ -84,9 +94,9 @@ def pretrain(out_dir: Path, settings: dict[str, Any], *, seed: int, threads: int
     import torch
     from diffusers import DDPMScheduler
 
+    from rewarded_soups.gpus import torch_device
     from rewarded_soups.tasks.image.model import (
         Pipeline,
-        best_device,
         build_text_encoder,
         build_tokenizer,
         build_unet,
@@ -106,7 +116,7 @@ def pretrain(out_dir: Path, settings: dict[str, Any], *, seed: int, threads: int
             beta_schedule=cfg["beta_schedule"],
             prediction_type=cfg["prediction_type"],
         ),
-    ).to(best_device())
+    ).to(torch_device())
     log.info(
         "θ0: UNet %d parameters, text encoder %d, vocabulary %d words, %d scenes",
         sum(p.numel() for p in pipe.unet.parameters()),
@@ -121,13 +131,12 @@ def pretrain(out_dir: Path, settings: dict[str, Any], *, seed: int, threads: int
 
 def _mixed_reward(rewards: dict[str, dict[str, Any]], weights: dict[str, float], images, prompts) -> np.ndarray:
     from rewarded_soups.registry import build_reward
+    from rewarded_soups.rewards import weighted_sum
 
-    total = np.zeros(len(images))
-    for name, spec in rewards.items():
-        values = np.asarray(build_reward(spec)(images, prompts), dtype=np.float64)
-        log.info("offline samples: %s mean %.4f", name, values.mean())
-        total += weights[name] * values
-    return total
+    values = {name: np.asarray(build_reward(spec)(images, prompts), dtype=np.float64) for name, spec in rewards.items()}
+    for name, v in values.items():
+        log.info("offline samples: %s mean %.4f", name, v.mean())
+    return weighted_sum(values, weights)
 
 
 def finetune(
@@ -167,7 +176,6 @@ def finetune(
     )
     metrics |= {"offline_reward_mean": float(reward.mean()), "kept_reward_mean": float(reward[kept].mean())}
     pipe.save(Path(out_dir), unet_only=True)
-    (Path(out_dir) / "train_metrics.json").write_text(json.dumps(metrics, indent=2))
     return metrics
 
 
@@ -260,7 +268,7 @@ def qualitative(samples: dict[str, Path], out_dir: Path, settings: dict[str, Any
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = settings["evaluate"]["grid_prompts"]
+    rows = settings["plots"]["grid_prompts"]
     columns = {label: read_samples(Path(path)) for label, path in samples.items()}
     prompts = next(iter(columns.values()))[1][:rows]
     rows = len(prompts)

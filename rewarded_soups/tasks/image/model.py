@@ -22,6 +22,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from rewarded_soups.gpus import torch_device
+
 PAD, BOS, EOS, UNK = "<pad>", "<bos>", "<eos>", "<unk>"
 
 
@@ -118,11 +120,6 @@ class Pipeline:
         return self.text_encoder(input_ids=ids, attention_mask=mask).last_hidden_state, mask
 
 
-def best_device() -> torch.device:
-    """CUDA when the job was given a GPU (CUDA_VISIBLE_DEVICES), else the CPU."""
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
 def load(base_dir: Path, unet_dir: Path | None = None) -> Pipeline:
     """θ0 from ``base_dir``, with the UNet of ``unet_dir`` (an expert, MORL or soup) when given, on the best device."""
     from diffusers import DDPMScheduler, UNet2DConditionModel
@@ -132,7 +129,7 @@ def load(base_dir: Path, unet_dir: Path | None = None) -> Pipeline:
 
     base_dir = Path(base_dir)
     # A soup stored as a recipe is merged in memory here, on the device.
-    soup = materialize(Path(unet_dir or base_dir), best_device())
+    soup = materialize(Path(unet_dir or base_dir), torch_device())
     unet = UNet2DConditionModel.from_pretrained(soup.template / "unet")
     if soup.tensors:
         unet.load_state_dict(soup.tensors["unet/diffusion_pytorch_model.safetensors"])
@@ -141,7 +138,7 @@ def load(base_dir: Path, unet_dir: Path | None = None) -> Pipeline:
         text_encoder=CLIPTextModel.from_pretrained(base_dir / "text_encoder").eval(),
         unet=unet.eval(),
         scheduler=DDPMScheduler.from_pretrained(base_dir / "scheduler"),
-    ).to(best_device())
+    ).to(torch_device())
 
 
 def to_tensor(images: np.ndarray) -> torch.Tensor:
@@ -174,26 +171,36 @@ def sample(
     batch_size: int = 64,
     progress: bool = True,
 ) -> np.ndarray:
-    """Images for ``prompts`` (uint8, n × h × w × 3): DDIM (η = 0) with classifier-free guidance."""
+    """Images for ``prompts`` (uint8, n × h × w × 3): DDIM (η = 0) with classifier-free guidance.
+
+    ``guidance_scale`` 1 is plain conditional sampling: ε = ε_cond, one UNet
+    pass per step on the prompts alone (the unconditional branch would cancel).
+    Any other scale runs the unconditional and conditional halves as one
+    doubled batch and mixes them, ε_uncond + scale · (ε_cond − ε_uncond).
+    """
     from diffusers import DDIMScheduler
     from tqdm.auto import tqdm
 
     scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
     scheduler.set_timesteps(inference_steps)
     size = pipe.unet.config.sample_size
+    guided = guidance_scale != 1
     out = []
     starts = range(0, len(prompts), batch_size)
     for start in tqdm(starts, desc="sampling", unit="batch", disable=not progress):
         chunk = list(prompts[start : start + batch_size])
         # Noise is drawn on the CPU: the same images start from the same noise on any device.
         x = initial_noise(seeds[start : start + batch_size], size).to(pipe.device) * scheduler.init_noise_sigma
-        cond, cond_mask = pipe.encode(chunk)
-        uncond, uncond_mask = pipe.encode([""] * len(chunk))
-        states, mask = torch.cat([uncond, cond]), torch.cat([uncond_mask, cond_mask])
+        states, mask = pipe.encode(chunk)
+        if guided:
+            uncond, uncond_mask = pipe.encode([""] * len(chunk))
+            states, mask = torch.cat([uncond, states]), torch.cat([uncond_mask, mask])
         for t in scheduler.timesteps:
-            eps = pipe.unet(torch.cat([x, x]), t, encoder_hidden_states=states, encoder_attention_mask=mask).sample
-            eps_uncond, eps_cond = eps.chunk(2)
-            eps = eps_uncond + guidance_scale * (eps_cond - eps_uncond)
+            unet_input = torch.cat([x, x]) if guided else x
+            eps = pipe.unet(unet_input, t, encoder_hidden_states=states, encoder_attention_mask=mask).sample
+            if guided:
+                eps_uncond, eps_cond = eps.chunk(2)
+                eps = eps_uncond + guidance_scale * (eps_cond - eps_uncond)
             x = scheduler.step(eps, t, x, eta=0.0).prev_sample
         out.append(to_uint8(x))
     return np.concatenate(out)

@@ -16,7 +16,11 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from rewarded_soups.registry import register_task
 from rewarded_soups.tasks.locomotion.env import configure_jax, mixed_ctrl_cost
+
+register_task("locomotion", module=__name__, modality="episode")
+
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +67,6 @@ def finetune(
     log.info("fine-tuning on R_α with α = %g (weights %s)", alpha, weights)
     policy, metrics = train(io.load(Path(base_dir)), settings["data"], settings["finetune"], alpha, seed=seed)
     io.save(policy, Path(out_dir))
-    (Path(out_dir) / "train_metrics.json").write_text(json.dumps(metrics, indent=2))
     return metrics
 
 

@@ -13,6 +13,18 @@ import time
 from pathlib import Path
 from typing import Any
 
+from rewarded_soups.registry import register_task
+from rewarded_soups.tasks.text import perplexity  # noqa: F401  (registers the perplexity metric)
+
+register_task(
+    "text",
+    module=__name__,
+    modality="text",
+    # How LoRA adapters are combined is this task's key of the merge section (see schema.yaml).
+    reads={"merge": ("merge.lora_mode",)},
+)
+
+
 log = logging.getLogger(__name__)
 
 ADAPTER_WEIGHTS = "adapter_model.safetensors"

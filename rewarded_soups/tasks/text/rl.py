@@ -12,7 +12,6 @@ hyperparameters; only the reward weights differ. MORL's scalarised reward
 
 from __future__ import annotations
 
-import json
 import logging
 import random
 import tempfile
@@ -202,5 +201,4 @@ def finetune(
         "peak_gpu_memory_gb": torch.cuda.max_memory_allocated() / 1e9 if torch.cuda.is_available() else None,
         "seconds": time.time() - start,
     }
-    (out_dir / "train_metrics.json").write_text(json.dumps(metrics, indent=2))
     return metrics

@@ -1,0 +1,164 @@
+"""Digests of the package code a job runs, so that editing code reruns exactly what it affects.
+
+Snakemake reruns a job when its script changes, not when a module the script
+imports does. Every job therefore carries, in its params, a digest of the
+source it can execute: the task function it calls (with the helpers of the
+same module that function uses, and the module's top-level code), then every
+module those import, transitively, whole. Imports are read from the source
+(``ast``), inside functions too, because the tasks import heavy libraries
+lazily. Only modules of this package and of the plug-in packages that the
+entry points belong to are followed; installed libraries are pinned by the
+environment, not digested.
+
+Editing the text task's ``rl.py`` changes the digest of its fine-tuning jobs
+(``finetune`` imports it) but not of its pre-training job, nor of any other
+task's jobs; editing ``plots.py`` changes only the figure jobs' digests.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import importlib.util
+from collections.abc import Iterable
+from functools import cache
+from pathlib import Path
+
+
+@cache
+def _top_level(top: str) -> tuple[Path | None, tuple[Path, ...]]:
+    """A top-level module's file and, for a package, its directories (finding a top-level name imports nothing)."""
+    try:
+        spec = importlib.util.find_spec(top)
+    except (ImportError, ValueError):
+        return None, ()
+    if spec is None:
+        return None, ()
+    origin = Path(spec.origin) if spec.origin and spec.origin.endswith(".py") else None
+    return origin, tuple(Path(p) for p in spec.submodule_search_locations or ())
+
+
+@cache
+def module_file(name: str) -> Path | None:
+    """The source file of module ``name``, found on disk without importing it; None if there is none.
+
+    (``importlib.util.find_spec`` of a submodule imports its parents, which
+    may import torch: far too slow for every job of a DAG.)
+    """
+    top, *rest = name.split(".")
+    origin, directories = _top_level(top)
+    if not rest:
+        return origin
+    for directory in directories:
+        base = directory.joinpath(*rest)
+        for candidate in (base / "__init__.py", base.with_suffix(".py")):
+            if candidate.is_file():
+                return candidate
+    return None
+
+
+@cache
+def _tree(path: Path) -> ast.Module:
+    return ast.parse(path.read_text(), filename=str(path))
+
+
+def _package_of(name: str, path: Path) -> str:
+    return name if path.name == "__init__.py" else name.rpartition(".")[0]
+
+
+def _imported(nodes: Iterable[ast.AST], module: str, path: Path) -> set[str]:
+    """Absolute names of the modules imported anywhere inside ``nodes`` (``from a import b``: a and a.b)."""
+    names: set[str] = set()
+    for node in nodes:
+        for sub in ast.walk(node):
+            if isinstance(sub, ast.Import):
+                names.update(alias.name for alias in sub.names)
+            elif isinstance(sub, ast.ImportFrom):
+                if sub.level:
+                    base = _package_of(module, path)
+                    for _ in range(sub.level - 1):
+                        base = base.rpartition(".")[0]
+                    source = f"{base}.{sub.module}" if sub.module else base
+                else:
+                    source = sub.module or ""
+                names.add(source)
+                names.update(f"{source}.{alias.name}" for alias in sub.names)
+    return names
+
+
+def _function_nodes(tree: ast.Module, function: str) -> list[ast.AST]:
+    """``function``, the module-level functions and classes it uses (transitively), and the other top-level code."""
+    defined = {
+        node.name: node for node in tree.body if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef)
+    }
+    if function not in defined:
+        raise KeyError(function)
+    chosen: dict[str, ast.AST] = {}
+    pending = [function]
+    while pending:
+        name = pending.pop()
+        if name in chosen:
+            continue
+        chosen[name] = defined[name]
+        pending += [n.id for n in ast.walk(defined[name]) if isinstance(n, ast.Name) and n.id in defined]
+    top_level = [node for node in tree.body if not any(node is d for d in defined.values())]
+    return top_level + [chosen[name] for name in sorted(chosen)]
+
+
+def _in_scope(name: str, roots: set[str]) -> bool:
+    return name.split(".")[0] in roots
+
+
+def closure(entries: list[str], roots: Iterable[str] = ("rewarded_soups",)) -> dict[str, Path]:
+    """Every module reachable by imports from ``entries`` (``module`` or ``module:function``), within ``roots``."""
+    roots = set(roots) | {entry.partition(":")[0].split(".")[0] for entry in entries}
+    found: dict[str, Path] = {}
+    pending: list[str] = []
+    # Modules entered through one function: only that part counts (digest() hashes it), not the whole file.
+    partial = {entry.partition(":")[0] for entry in entries if ":" in entry}
+    for entry in entries:
+        module, _, function = entry.partition(":")
+        path = module_file(module)
+        if path is None:
+            raise ModuleNotFoundError(f"code digest: module {module} not found")
+        if function:
+            pending += sorted(_imported(_function_nodes(_tree(path), function), module, path))
+        else:
+            pending.append(module)
+    while pending:
+        name = pending.pop()
+        if name in found or name in partial or not _in_scope(name, roots):
+            continue
+        path = module_file(name)
+        if path is None:
+            continue
+        found[name] = path
+        # A package's parents run their __init__ on import.
+        parent = name.rpartition(".")[0]
+        if parent:
+            pending.append(parent)
+        pending += sorted(_imported([_tree(path)], name, path))
+    return found
+
+
+def digest(entries: Iterable[str], roots: Iterable[str] = ("rewarded_soups",)) -> str:
+    """A short hash of the code ``entries`` can run (see the module docstring)."""
+    entries = sorted(set(entries))
+    h = hashlib.sha256()
+    for entry in entries:
+        module, _, function = entry.partition(":")
+        if function:
+            path = module_file(module)
+            assert path is not None
+            text = "\n".join(ast.dump(node) for node in _function_nodes(_tree(path), function))
+            h.update(f"{entry}\n{text}\n".encode())
+    for name, path in sorted(closure(entries, roots).items()):
+        # The file's syntax tree, not its text: comments and formatting rerun nothing.
+        h.update(f"{name}\n{ast.dump(_tree(path))}\n".encode())
+    return h.hexdigest()[:16]
+
+
+def clear_caches() -> None:
+    """Forget files read so far (for a long-lived process whose sources change, e.g. tests)."""
+    for cached in (_top_level, module_file, _tree):
+        cached.cache_clear()
