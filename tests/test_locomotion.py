@@ -9,6 +9,7 @@ import pytest
 
 from rewarded_soups.registry import reward_spec
 from rewarded_soups.rewards.locomotion import ActionCost, EpisodeLength, LocomotionReward, Velocity
+from rewarded_soups.tasks import locomotion
 from rewarded_soups.tasks.locomotion import policy as io
 from rewarded_soups.tasks.locomotion.env import configure_jax, make_env, mixed_ctrl_cost
 
@@ -126,24 +127,34 @@ def _leaves(policy):
     return io.flatten(policy.params)
 
 
-def test_interpolation_endpoints_reproduce_the_experts_exactly():
+def _merged(tmp_path, policies, weights, name="soup"):
+    """The task's soup of ``policies`` (the streaming merge engine), loaded back."""
+    dirs = []
+    for i, policy in enumerate(policies):
+        io.save(policy, tmp_path / f"{name}-member{i}")
+        dirs.append(tmp_path / f"{name}-member{i}")
+    locomotion.merge(dirs[0], dirs, weights, tmp_path / name, {})
+    return io.load(tmp_path / name)
+
+
+def test_interpolation_endpoints_reproduce_the_experts_exactly(tmp_path):
     a, b = _policy(0), _policy(1)
     for lam, expected in ((1.0, a), (0.0, b)):
-        soup = io.interpolate([a, b], [lam, 1.0 - lam])
+        soup = _merged(tmp_path, [a, b], [lam, 1.0 - lam], name=f"soup{lam}")
         for name, value in _leaves(soup).items():
             assert value.dtype == np.float32
             np.testing.assert_array_equal(value, _leaves(expected)[name])
         np.testing.assert_array_equal(soup.obs_mean, a.obs_mean)
-    half = io.interpolate([a, b], [0.5, 0.5])
+    half = _merged(tmp_path, [a, b], [0.5, 0.5], name="half")
     name = "params/hidden_0/kernel"
     np.testing.assert_allclose(_leaves(half)[name], (_leaves(a)[name] + _leaves(b)[name]) / 2, rtol=1e-6)
 
 
-def test_interpolation_refuses_policies_from_different_starts():
-    with pytest.raises(ValueError, match="normaliser"):
-        io.interpolate([_policy(0), _policy(1, mean=np.ones(5, dtype=np.float32))], [0.5, 0.5])
-    with pytest.raises(ValueError, match="one weight per policy"):
-        io.interpolate([_policy(0)], [0.5, 0.5])
+def test_interpolation_refuses_policies_from_different_starts(tmp_path):
+    with pytest.raises(ValueError, match="must be the same in every expert"):
+        _merged(tmp_path, [_policy(0), _policy(1, mean=np.ones(5, dtype=np.float32))], [0.5, 0.5])
+    with pytest.raises(ValueError, match="one weight per expert"):
+        _merged(tmp_path, [_policy(0)], [0.5, 0.5], name="other")
 
 
 def test_save_and_load_round_trip(tmp_path):
@@ -221,12 +232,12 @@ def test_ppo_runs_on_a_jax_without_device_put_replicated(jax_without_replicated,
     assert cautious == pytest.approx([e["forward"] + e["alive"] - e["action_sq"] for e in episodes])
 
 
-def test_rounded_weights_are_renormalised():
+def test_rounded_weights_are_renormalised(tmp_path):
     third = {"kind": "locomotion", "ctrl_cost": 0.3}
     rewards = {"a": RISKY, "b": CAUTIOUS, "c": third}
     assert mixed_ctrl_cost(rewards, {"a": 0.3333, "b": 0.3333, "c": 0.3333}) == pytest.approx(1.3 / 3)
     policies = [_policy(i) for i in range(3)]
-    soup = io.interpolate(policies, [0.3333] * 3)
+    soup = _merged(tmp_path, policies, [1 / 3] * 3)
     name = "params/hidden_1/bias"
     expected = sum(_leaves(p)[name].astype(np.float64) for p in policies) / 3
     np.testing.assert_allclose(_leaves(soup)[name], expected, rtol=1e-6)

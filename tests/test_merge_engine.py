@@ -7,11 +7,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from reference_merging import concat_lora, interpolate
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from rewarded_soups.merging import MergeSettings, MergeSpec, concat_lora, interpolate, materialize, merge
+from rewarded_soups.merging import MergeSettings, MergeSpec, materialize, merge
 from rewarded_soups.merging import methods as m
 from rewarded_soups.merging.checkpoint import Checkpoint, TensorInfo
 from rewarded_soups.merging.writer import SafetensorsWriter

@@ -1,8 +1,7 @@
 import pytest
 import torch
-
-from rewarded_soups.merging import concat_lora, interpolate
-from rewarded_soups.merging import merge_state_dicts as merge
+from reference_merging import concat_lora, interpolate
+from reference_merging import merge as merge
 
 
 def _sd(seed: int) -> dict[str, torch.Tensor]:

@@ -5,8 +5,10 @@
   recipe that :func:`materialize` builds in memory at evaluation.
 * :mod:`~rewarded_soups.merging.methods` — linear, task arithmetic, TIES, DARE,
   Fisher-weighted averaging.
-* :mod:`~rewarded_soups.merging.inmemory` — the same interpolation over state
-  dicts held in memory (the reference the engine is tested against).
+
+This is the one way soups are made: every task describes its checkpoints
+with a :class:`MergeSpec` and calls :func:`run`. (The tests compare it with an
+in-memory reference, ``tests/reference_merging.py``.)
 """
 
 from rewarded_soups.merging.engine import (
@@ -18,22 +20,15 @@ from rewarded_soups.merging.engine import (
     merge,
     run,
 )
-from rewarded_soups.merging.inmemory import LORA_MODES, check_compatible, concat_lora, interpolate
-from rewarded_soups.merging.inmemory import merge as merge_state_dicts
 from rewarded_soups.merging.methods import METHODS
 
 __all__ = [
-    "LORA_MODES",
     "METHODS",
     "MergeSettings",
     "MergeSpec",
-    "check_compatible",
-    "concat_lora",
-    "interpolate",
     "is_recipe",
     "load_state",
     "materialize",
     "merge",
-    "merge_state_dicts",
     "run",
 ]

@@ -101,36 +101,3 @@ def load(model_dir: Path) -> Policy:
     params = unflatten({k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)})
     spec = PolicySpec.from_json((model_dir / CONFIG).read_text())
     return Policy(spec, params, tensors[f"normalizer{SEP}mean"], tensors[f"normalizer{SEP}std"])
-
-
-def interpolate(policies: list[Policy], weights: list[float]) -> Policy:
-    """Σ λ_i θ_i over the policy parameter trees (a jax tree map, accumulated in float64).
-
-    Every expert shares θ0's frozen normaliser, which the soup keeps as is;
-    experts with a different normaliser or network shape cannot be merged.
-    """
-    import jax
-
-    if len(policies) != len(weights) or not policies:
-        raise ValueError(f"need one weight per policy, got {len(weights)} weights for {len(policies)} policies")
-    first = policies[0]
-    for p in policies[1:]:
-        if p.spec != first.spec:
-            raise ValueError(f"policies differ in shape: {p.spec} vs {first.spec}")
-        if jax.tree.structure(p.params) != jax.tree.structure(first.params):
-            raise ValueError("policies have different parameter trees")
-        if not (np.array_equal(p.obs_mean, first.obs_mean) and np.array_equal(p.obs_std, first.obs_std)):
-            raise ValueError("policies use different observation normalisers: were they fine-tuned from the same θ0?")
-
-    total = sum(weights)
-    if abs(total - 1.0) > 1e-3:
-        raise ValueError(f"soup weights must sum to 1, got {weights}")
-    # Names round λ to 4 decimals (1/3 -> 0.3333): renormalise so the soup is a convex combination.
-    weights = [w / total for w in weights]
-
-    def combine(*leaves: np.ndarray) -> np.ndarray:
-        total = sum(w * np.asarray(leaf, dtype=np.float64) for w, leaf in zip(weights, leaves))
-        return np.asarray(total, dtype=np.asarray(leaves[0]).dtype)
-
-    params = jax.tree.map(combine, *[p.params for p in policies])
-    return Policy(first.spec, params, first.obs_mean, first.obs_std)

@@ -147,7 +147,7 @@ def finetune(
 
 
 def merge_spec(base_dir: Path, expert_dirs: list[Path], weights: list[float], settings: dict[str, Any]):
-    """The experts' LoRA adapters and how to combine them (see :mod:`rewarded_soups.merging.inmemory`)."""
+    """The experts' LoRA adapters and how to combine them (README: Combining LoRA adapters)."""
     from rewarded_soups.merging import MergeSpec
 
     mode = settings["merge"]["lora_mode"]

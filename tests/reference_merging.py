@@ -1,4 +1,4 @@
-"""Weight interpolation θ = Σ λ_i θ_i over state dicts (name -> tensor).
+"""The tests' reference merge: θ = Σ λ_i θ_i over state dicts held in memory (the engine must agree with it).
 
 Two ways to combine LoRA adapters are offered:
 
