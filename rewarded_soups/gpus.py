@@ -116,3 +116,10 @@ def torch_device():
     import torch
 
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def torch_threads(threads: int) -> None:
+    """Give torch the job's threads (Snakemake's ``threads:``), at least one."""
+    import torch
+
+    torch.set_num_threads(max(1, int(threads)))

@@ -21,6 +21,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from rewarded_soups.gpus import torch_threads
 from rewarded_soups.registry import register_task
 
 register_task("captioning", module=__name__, modality="caption", baselines=("ensemble", "wise"))
@@ -46,12 +47,6 @@ def check_settings(task: dict[str, Any]) -> None:
             raise ValueError(
                 f"{section}.max_len ({task[section]['max_len']}) exceeds pretrain.model.max_len ({model['max_len']})"
             )
-
-
-def _setup(threads: int) -> None:
-    import torch
-
-    torch.set_num_threads(max(1, threads))
 
 
 def _splits(data: dict[str, Any], seed: int):
@@ -84,7 +79,7 @@ def _close(scorers) -> None:
 
 def pretrain(out_dir: Path, settings: dict[str, Any], *, seed: int, threads: int) -> dict[str, Any]:
     """Cross-entropy from scratch, then self-critical training on CIDEr (the paper's initialisation)."""
-    _setup(threads)
+    torch_threads(threads)
     from rewarded_soups.tasks.captioning import model as captioner
     from rewarded_soups.tasks.captioning.data import build_vocab, flat_captions
     from rewarded_soups.tasks.captioning.scst import greedy_captions, train_scst, train_xent
@@ -148,7 +143,7 @@ def finetune(
     threads: int,
 ) -> dict[str, Any]:
     """Self-critical REINFORCE from θ0 on Σ weights[r]·R_r (an expert when one weight is 1)."""
-    _setup(threads)
+    torch_threads(threads)
     from rewarded_soups.tasks.captioning import model as captioner
     from rewarded_soups.tasks.captioning.data import Vocab
     from rewarded_soups.tasks.captioning.scst import train_scst
@@ -214,7 +209,7 @@ def fisher(
     threads: int,
 ) -> dict[str, Any]:
     """The expert's diagonal Fisher on its own fine-tuning images, with captions it samples itself."""
-    _setup(threads)
+    torch_threads(threads)
     import torch
     from safetensors.torch import save_file
 
@@ -255,7 +250,7 @@ def generate(
     base_dir: Path, model_dir: Path | None, out_dir: Path, settings: dict[str, Any], *, seed: int, threads: int
 ) -> None:
     """Greedy captions of the test images (the paper evaluates greedy/beam decoding), with their references."""
-    _setup(threads)
+    torch_threads(threads)
     from rewarded_soups.tasks.captioning import model as captioner
     from rewarded_soups.tasks.captioning.data import Vocab
     from rewarded_soups.tasks.captioning.model import images_to_tensor

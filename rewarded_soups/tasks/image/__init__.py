@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from rewarded_soups.gpus import torch_threads
 from rewarded_soups.grid import parse_mix
 from rewarded_soups.registry import register_task
 
@@ -50,12 +51,6 @@ def check_settings(task: dict[str, Any]) -> None:
         raise ValueError(f"data.image_size: {size} must be divisible by 2^{levels - 1} for a UNet with {levels} levels")
     if task["pretrain"]["text_dim"] % task["pretrain"]["text_heads"]:
         raise ValueError("pretrain.text_dim must be a multiple of pretrain.text_heads")
-
-
-def _threads(threads: int) -> None:
-    import torch
-
-    torch.set_num_threads(max(1, threads))
 
 
 def _scenes(data: dict[str, Any], split: str, n: int, seed: int) -> tuple[np.ndarray, list[list[str]]]:
@@ -90,7 +85,7 @@ def _sample_split(pipe, data: dict[str, Any], cfg: dict[str, Any], split: str, n
 
 
 def pretrain(out_dir: Path, settings: dict[str, Any], *, seed: int, threads: int) -> dict[str, Any]:
-    _threads(threads)
+    torch_threads(threads)
     import torch
     from diffusers import DDPMScheduler
 
@@ -150,7 +145,7 @@ def finetune(
     threads: int,
 ) -> dict[str, Any]:
     """The offline reward-weighted recipe on Σ weights[r]·R_r (one reward for an expert)."""
-    _threads(threads)
+    torch_threads(threads)
     import torch
 
     from rewarded_soups.tasks.image.model import load
@@ -209,7 +204,7 @@ def generate(
     base_dir: Path, model_dir: Path | None, out_dir: Path, settings: dict[str, Any], *, seed: int, threads: int
 ) -> None:
     """Images for the held-out prompts, one fixed noise seed per prompt shared by every model."""
-    _threads(threads)
+    torch_threads(threads)
     from safetensors.numpy import save_file
 
     from rewarded_soups.tasks.image.model import load

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from rewarded_soups.gpus import torch_threads
 from rewarded_soups.registry import register_task
 from rewarded_soups.tasks.text import perplexity  # noqa: F401  (registers the perplexity metric)
 
@@ -120,11 +121,9 @@ def _splits(settings: dict[str, Any], seed: int):
 
 
 def pretrain(out_dir: Path, settings: dict[str, Any], *, seed: int, threads: int) -> dict[str, Any]:
-    import torch
-
     from rewarded_soups.tasks.text.model import pretrain as train
 
-    torch.set_num_threads(threads)
+    torch_threads(threads)
     return train(Path(out_dir), _splits(settings, seed), settings["pretrain"], seed=seed)
 
 
@@ -138,11 +137,9 @@ def finetune(
     seed: int,
     threads: int,
 ) -> dict[str, Any]:
-    import torch
-
     from rewarded_soups.tasks.text.rl import finetune as train
 
-    torch.set_num_threads(threads)
+    torch_threads(threads)
     return train(Path(base_dir), Path(out_dir), _splits(settings, seed), rewards, weights, settings, seed=seed)
 
 
@@ -235,7 +232,7 @@ def generate(
 
     from rewarded_soups.gpus import torch_device
 
-    torch.set_num_threads(threads)
+    torch_threads(threads)
     cfg = settings["evaluate"]
     device = torch_device()
     tokenizer, model = load_model(
@@ -288,11 +285,9 @@ def read_samples(samples_dir: Path) -> list[dict[str, str]]:
 
 
 def score(samples_dir: Path, reward: dict[str, Any], *, base_dir: Path, threads: int) -> list[float]:
-    import torch
-
     from rewarded_soups.registry import build_reward
 
-    torch.set_num_threads(threads)
+    torch_threads(threads)
     rows = read_samples(Path(samples_dir))
     scorer = build_reward(reward, context={"base_model": str(base_dir)})
     return scorer([r["prompt"] for r in rows], [r["completion"] for r in rows])
@@ -336,7 +331,7 @@ def fisher(
     from rewarded_soups.tasks.text.data import prompts_of
     from rewarded_soups.tasks.text.rl import completion_lengths
 
-    torch.set_num_threads(threads)
+    torch_threads(threads)
     cfg, data = settings["finetune"], settings["data"]
     device = torch_device()
     ref = policy.base_model(Path(base_dir))
