@@ -31,7 +31,19 @@ def _schema_validate(data: dict[str, Any], schema: Path, where: str) -> None:
     try:
         validate(data, str(schema), set_default=True)
     except WorkflowError as err:
-        raise ConfigError(f"{where}: {err}") from None
+        raise ConfigError(_first_error(data, schema, where) or f"{where}: {err}") from None
+
+
+def _first_error(data: dict[str, Any], schema: Path, where: str) -> str | None:
+    """The most relevant schema error as one line, ``where.key.path: message`` (Snakemake's spans many)."""
+    import jsonschema
+    from jsonschema.exceptions import best_match
+
+    error = best_match(jsonschema.Draft202012Validator(yaml.safe_load(schema.read_text())).iter_errors(data))
+    if error is None:
+        return None
+    path = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path)
+    return f"{where}{path}: {error.message}"
 
 
 def validate_config(config: dict[str, Any], schema: Path = GENERIC_SCHEMA) -> dict[str, Any]:
@@ -41,6 +53,10 @@ def validate_config(config: dict[str, Any], schema: Path = GENERIC_SCHEMA) -> di
     # that lacked the key; unshare them so one task's filled-in defaults never
     # leak into another's.
     config["tasks"] = {name: copy.deepcopy(task) for name, task in config["tasks"].items()}
+    if not any(task.get("enabled", True) for task in config["tasks"].values()):
+        raise ConfigError(
+            f"tasks: every task is off (enabled: false): {sorted(config['tasks'])}; set enabled: true on one"
+        )
     for task_name, task in config["tasks"].items():
         where = f"tasks.{task_name}"
         kind = task["kind"]
@@ -74,6 +90,7 @@ def validate_config(config: dict[str, Any], schema: Path = GENERIC_SCHEMA) -> di
                 # Written into the config so that the defaults reach params: (and staleness).
                 for option, default in optional.items():
                     reward.setdefault(option, default)
+                _check_options(reward, entry, f"{where}.{section}.{name}")
                 if entry.modality != modality:
                     raise ConfigError(
                         f"{where}.{section}.{name}: kind {reward['kind']!r} scores {entry.modality}, "
@@ -168,3 +185,48 @@ def _check_extension_keys(task: dict[str, Any], task_schema: Path, where: str) -
             raise ConfigError(
                 f"{where}.{section}: unknown keys {unknown} for task kind {task['kind']!r}; known: {sorted(known)}"
             )
+
+
+def _check_options(reward: dict[str, Any], spec: registry.RewardSpec, where: str) -> None:
+    """A reward's options: types and bounds from its declaration, then its own cross-option checks."""
+    import jsonschema
+
+    errors = sorted(jsonschema.Draft202012Validator(spec.options_schema()).iter_errors(reward), key=str)
+    if errors:
+        error = errors[0]
+        path = ".".join(str(p) for p in error.absolute_path)
+        raise ConfigError(f"{where}{'.' + path if path else ''}: {error.message} (reward kind {spec.kind!r})")
+    try:
+        spec.check_options({k: v for k, v in reward.items() if k != "kind"})
+    except ValueError as err:
+        raise ConfigError(f"{where}.{err}") from None
+
+
+def merged_config_warnings(config: dict[str, Any], overrides: dict[str, Any] | None, replaced: bool) -> list[str]:
+    """What ``--configfile`` left in from config.yaml that a user may not expect (Snakemake merges mappings).
+
+    ``config`` is the merged config, ``overrides`` what the command line gave.
+    """
+    if replaced or not overrides or not isinstance(overrides.get("tasks"), dict):
+        return []
+    given = overrides["tasks"]
+    warnings = []
+    for name, task in config.get("tasks", {}).items():
+        if not isinstance(task, dict):
+            continue
+        if name not in given:
+            if task.get("enabled", True):
+                warnings.append(
+                    f"tasks.{name}: not in your --configfile but enabled in config.yaml, so it runs too; "
+                    f"set tasks.{name}.enabled: false in your file to leave it out"
+                )
+            continue
+        for section in ("rewards", "metrics"):
+            mine = given[name].get(section) if isinstance(given[name], dict) else None
+            if isinstance(mine, dict) and set(task.get(section) or {}) - set(mine):
+                warnings.append(
+                    f"tasks.{name}.{section}: your --configfile lists {sorted(mine)}; Snakemake merged them with "
+                    f"config.yaml's, giving {list(task[section])}. To use only yours, run with "
+                    "--replace-workflow-config (your file must then be a complete config)"
+                )
+    return warnings

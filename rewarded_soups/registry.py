@@ -23,11 +23,13 @@ import importlib.metadata
 import importlib.util
 import inspect
 import pkgutil
+import types
+import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, Literal
 
 ENTRY_POINT_GROUP = "rewarded_soups.plugins"
 BUILTIN_PACKAGES = ("rewarded_soups.rewards", "rewarded_soups.tasks")
@@ -35,6 +37,28 @@ BUILTIN_PACKAGES = ("rewarded_soups.rewards", "rewarded_soups.tasks")
 
 class PluginError(ValueError):
     """A plug-in that cannot be registered or found, with what to do about it."""
+
+
+_JSON_TYPES = {bool: "boolean", int: "integer", float: "number", str: "string", type(None): "null"}
+
+
+def type_schema(hint: Any) -> dict[str, Any]:
+    """The JSON schema of a type hint: int, float, str, bool, None, unions, Literal, list[...]; {} if unknown."""
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        parts = [type_schema(arg) for arg in typing.get_args(hint)]
+        if any(not part for part in parts):
+            return {}
+        return {"anyOf": parts}
+    if origin is Literal:
+        return {"enum": list(typing.get_args(hint))}
+    if origin in (list, tuple) or hint in (list, tuple):
+        args = typing.get_args(hint)
+        return {"type": "array", **({"items": type_schema(args[0])} if args and args[-1] is not Ellipsis else {})}
+    if hint in _JSON_TYPES:
+        # JSON has one number type: a float option takes 1 as well as 1.0.
+        return {"type": _JSON_TYPES[hint]}
+    return {}
 
 
 @dataclass(frozen=True)
@@ -48,6 +72,7 @@ class RewardSpec:
     higher_is_better: bool = True
     uses_device: bool = False  # runs a model: its scoring jobs take the evaluation GPUs
     context: frozenset[str] = frozenset()  # constructor arguments the task supplies, not the config
+    bounds: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # extra JSON-schema keywords per option
 
     @property
     def doc(self) -> str:
@@ -68,6 +93,29 @@ class RewardSpec:
         ]
         required = {p for p in names if params[p].default is inspect.Parameter.empty}
         return required, {p: params[p].default for p in names if p not in required}
+
+    def options_schema(self) -> dict[str, Any]:
+        """JSON schema of the reward's config entry: each option's type from its hint, with the declared bounds."""
+        required, optional = self.options()
+        try:
+            hints = typing.get_type_hints(self.cls.__init__)
+        except Exception:  # an annotation that cannot be evaluated: options stay untyped
+            hints = {}
+        properties: dict[str, Any] = {"kind": {"const": self.kind}}
+        for name in sorted(required | set(optional)):
+            properties[name] = {**type_schema(hints.get(name)), **self.bounds.get(name, {})}
+        return {
+            "type": "object",
+            "properties": properties,
+            "required": ["kind", *sorted(required)],
+            "additionalProperties": False,
+        }
+
+    def check_options(self, options: Mapping[str, Any]) -> None:
+        """The class's own checks across options (``check_options`` classmethod), before any job; ValueError."""
+        check = getattr(self.cls, "check_options", None)
+        if check is not None:
+            check(dict(options))
 
     def build(self, options: Mapping[str, Any], context: Mapping[str, Any]) -> Any:
         params = inspect.signature(self.cls.__init__).parameters
@@ -127,6 +175,7 @@ def reward(
     higher_is_better: bool = True,
     uses_device: bool = False,
     context: tuple[str, ...] = (),
+    bounds: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> Callable[[type], type]:
     """Class decorator registering a reward (or, with ``metric=True``, a quality metric) as ``kind``.
 
@@ -136,10 +185,21 @@ def reward(
     (type hints and defaults document them); ``context`` names those the task
     supplies at run time instead (θ0's directory, the training references).
     The docstring's first paragraph is the reward's description.
+
+    Options are checked before any job: their types from the constructor's
+    type hints, ``bounds`` adds JSON-schema keywords per option (``{"n":
+    {"minimum": 1, "maximum": 4}}``), and a ``check_options(cls, options)``
+    classmethod raising ``ValueError("option: what is wrong")`` checks
+    options against each other (it must not load anything heavy).
     """
 
     def register(cls: type) -> type:
-        spec = RewardSpec(kind, cls, modality, metric, higher_is_better, uses_device, frozenset(context))
+        spec = RewardSpec(
+            kind, cls, modality, metric, higher_is_better, uses_device, frozenset(context), dict(bounds or {})
+        )
+        unknown = set(spec.bounds) - set(inspect.signature(cls.__init__).parameters)
+        if unknown:
+            raise PluginError(f"reward kind {kind!r}: bounds for options {sorted(unknown)} it does not take")
         if not spec.doc:
             raise PluginError(
                 f"reward kind {kind!r} ({cls.__qualname__}): give the class a docstring saying what it scores"

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from rewarded_soups import gpus
+from rewarded_soups import gpus, manifest
 
 
 @contextlib.contextmanager
@@ -32,17 +32,37 @@ def _file_descriptors_to(fh: Any) -> Iterator[None]:
             os.close(copy)
 
 
+def _directories(files: Any) -> list[Path]:
+    return [Path(f) for f in files if Path(f).is_dir()]
+
+
+@contextlib.contextmanager
+def checked_artifacts(smk: Any) -> Iterator[None]:
+    """Verify the directories the job reads against their manifests; write its output directories' manifests last."""
+    for directory in _directories(smk.input):
+        manifest.verify(directory)
+    yield
+    for directory in _directories(smk.output):
+        manifest.write(directory, smk.rule)
+
+
 @contextlib.contextmanager
 def logged(smk: Any) -> Iterator[logging.Logger]:
-    """Send stdout, stderr and logging of the job to its ``log:`` file (the first one)."""
+    """Send stdout, stderr and logging of the job to its ``log:`` file (the first one), fresh for each attempt.
+
+    Around the job's work: its input directories are verified against their
+    manifests, and its output directories get theirs (:mod:`rewarded_soups.manifest`).
+    """
     log_path = Path(smk.log[0]) if smk.log else None
     if log_path is None:
-        yield logging.getLogger("rewarded_soups")
+        with checked_artifacts(smk):
+            yield logging.getLogger("rewarded_soups")
         return
     log_path.parent.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     with (
-        open(log_path, "a", buffering=1) as fh,
+        # "w": a failed job's log, which Snakemake prints, holds this attempt only.
+        open(log_path, "w", buffering=1) as fh,
         _file_descriptors_to(fh),
         contextlib.redirect_stdout(fh),
         contextlib.redirect_stderr(fh),
@@ -57,7 +77,8 @@ def logged(smk: Any) -> Iterator[logging.Logger]:
         # Before the task imports torch or jax, which read CUDA_VISIBLE_DEVICES once.
         gpus.assign(int(getattr(getattr(smk, "resources", None), "gpu", 0) or 0))
         try:
-            yield logger
+            with checked_artifacts(smk):
+                yield logger
         except Exception:
             logger.exception("job failed")
             raise

@@ -4,17 +4,31 @@ import sys
 
 sys.path.insert(0, workflow.basedir)
 
+from pathlib import Path
+
 from snakemake.exceptions import WorkflowError
+from snakemake.logging import logger
 
 from rewarded_soups import codedigest, plan, registry
-from rewarded_soups.config import ConfigError, validate_config
+from rewarded_soups.config import ConfigError, merged_config_warnings, validate_config
 from rewarded_soups.grid import parse_mix, renormalise
 from rewarded_soups.merging.methods import METHODS
+
+for warning in merged_config_warnings(
+    config, workflow.config_settings.overwrite_config, workflow.config_settings.replace_workflow_config
+):
+    logger.warning(f"warning: {warning}")
 
 try:
     validate_config(config)
 except ConfigError as err:
-    raise WorkflowError(f"invalid configuration: {err}") from None
+    hint = ""
+    if not Path("config.yaml").exists():
+        hint = (
+            f" (no config.yaml in {Path.cwd()}, where Snakemake runs (--directory), so only the --configfile "
+            "files were read: copy config.yaml there, or give a complete config with --replace-workflow-config)"
+        )
+    raise WorkflowError(f"invalid configuration: {err}{hint}") from None
 
 TASKS = {name: task for name, task in config["tasks"].items() if task["enabled"]}
 SPECS = {name: registry.task_spec(task["kind"]) for name, task in TASKS.items()}

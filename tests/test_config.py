@@ -118,3 +118,97 @@ def test_accelerator_configs_validate_over_the_default_and_run_one_task(name):
     enabled = [t for t, task in config["tasks"].items() if task["enabled"]]
     assert enabled == [{"paper-locomotion": "locomotion"}.get(name, name.removeprefix("paper-"))]
     assert all(config["tasks"][enabled[0]]["resources"][stage]["gpu"] == 1 for stage in ("pretrain", "finetune"))
+
+
+# Issue 18's table: each bad input fails before any job, naming the key, in one line.
+@pytest.mark.parametrize(
+    ("task", "section", "name", "options", "message"),
+    [
+        (
+            "text",
+            "rewards",
+            "concise",
+            {"max_chars": "sixty"},
+            r"rewards\.concise\.max_chars: 'sixty' is not of type 'integer'",
+        ),
+        (
+            "locomotion",
+            "rewards",
+            "cautious",
+            {"ctrl_cost": "one"},
+            r"rewards\.cautious\.ctrl_cost: 'one' is not of type 'number'",
+        ),
+        ("captioning", "rewards", "bleu4", {"n": "four"}, r"rewards\.bleu4\.n: 'four' is not of type 'integer'"),
+        (
+            "locomotion",
+            "rewards",
+            "cautious",
+            {"ctrl_cost": -1},
+            r"rewards\.cautious\.ctrl_cost: -1 is less than the minimum of 0",
+        ),
+        (
+            "text",
+            "rewards",
+            "concise",
+            {"min_chars": 80, "max_chars": 60},
+            r"rewards\.concise\.min_chars: 80 is above max_chars \(60\)",
+        ),
+        ("captioning", "rewards", "bleu4", {"n": 7}, r"rewards\.bleu4\.n: 7 is greater than the maximum of 4"),
+        ("text", "metrics", "perplexity", {"dtype": "float8"}, r"metrics\.perplexity\.dtype: 'float8' is not one of"),
+    ],
+)
+def test_reward_options_are_typed_and_bounded(default_config, task, section, name, options, message):
+    default_config["tasks"][task][section][name].update(options)
+    with pytest.raises(ConfigError, match=message) as err:
+        validate_config(default_config)
+    assert "\n" not in str(err.value)
+
+
+def test_local_model_paths_must_exist_and_be_model_directories(default_config, tmp_path):
+    rewards = default_config["tasks"]["text"]["metrics"]  # a metric: the MORL μ stays valid
+    rewards["helpful"] = {"kind": "classifier", "model": str(tmp_path / "no-such-model")}
+    with pytest.raises(ConfigError, match=r"metrics\.helpful\.model: .*no-such-model does not exist"):
+        validate_config(copy.deepcopy(default_config))
+    (tmp_path / "empty").mkdir()
+    rewards["helpful"]["model"] = str(tmp_path / "empty")
+    with pytest.raises(ConfigError, match=r"metrics\.helpful\.model: .*empty has no config\.json"):
+        validate_config(copy.deepcopy(default_config))
+    rewards["helpful"]["model"] = "models/reward/deberta"  # two slashes: a path, not a hub id
+    with pytest.raises(ConfigError, match=r"models/reward/deberta does not exist"):
+        validate_config(copy.deepcopy(default_config))
+    rewards["helpful"]["model"] = "OpenAssistant/reward-model-deberta-v3-base"  # a hub id: checked when loaded
+    validate_config(copy.deepcopy(default_config))
+    del rewards["helpful"]
+    default_config["tasks"]["text"]["pretrain"] = {"model": "./llama-7b"}
+    with pytest.raises(ConfigError, match=r"pretrain\.model: \./llama-7b does not exist"):
+        validate_config(default_config)
+
+
+def test_a_hub_id_that_cannot_load_says_so_in_one_line():
+    from rewarded_soups.paths import hub_load_error, loading
+
+    with pytest.raises(OSError, match=r"^someone/missing: not found locally and could not be downloaded: ") as err:
+        with loading("someone/missing"):
+            raise OSError("We couldn't connect to 'https://huggingface.co' to load the files.\nCheck your connection.")
+    assert "\n" not in str(err.value)
+    assert (
+        str(hub_load_error("x/y", ValueError(""))) == "x/y: not found locally and could not be downloaded: ValueError"
+    )
+
+
+def test_nothing_enabled_is_an_error(default_config):
+    for task in default_config["tasks"].values():
+        task["enabled"] = False
+    with pytest.raises(ConfigError, match="every task is off"):
+        validate_config(default_config)
+
+
+def test_a_partial_configfile_warns_about_what_config_yaml_adds(default_config):
+    from rewarded_soups.config import merged_config_warnings
+
+    override = {"tasks": {"text": {"rewards": {"sentiment": {"kind": "vader"}}}, "image": {"enabled": False}}}
+    warnings = merged_config_warnings(default_config, override, replaced=False)
+    assert any("tasks.text.rewards: your --configfile lists ['sentiment']" in w and "concise" in w for w in warnings)
+    assert any(w.startswith("tasks.locomotion: not in your --configfile but enabled") for w in warnings)
+    assert not any("tasks.image" in w for w in warnings)
+    assert merged_config_warnings(default_config, override, replaced=True) == []

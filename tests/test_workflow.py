@@ -348,3 +348,55 @@ def test_regenerate_rebuilds_figures_from_cached_scores_only(run):
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert (workdir / "results" / "locomotion" / "figures" / "front.png").exists()
     assert planned_jobs(workdir, config) == []
+
+
+def test_a_partial_configfile_elsewhere_fails_saying_where_config_yaml_was_looked_for(tmp_path):
+    partial = tmp_path / "mine.yaml"
+    partial.write_text("tasks:\n  text:\n    rewards:\n      sentiment: {kind: vader}\n")
+    result = snakemake(tmp_path, partial, "--dry-run")
+    assert result.returncode != 0
+    out = result.stdout + result.stderr
+    line = next(line for line in out.splitlines() if line.startswith("invalid configuration"))
+    assert "tasks.text: 'kind' is a required property" in line and f"no config.yaml in {tmp_path}" in line
+
+
+def test_a_partial_configfile_warns_that_config_yaml_rewards_stay(run):
+    workdir, _ = run
+    mine = workdir / "mine.yaml"
+    mine.write_text("tasks:\n  text:\n    rewards:\n      sentiment: {kind: vader}\n")
+    # Snakemake merges it over the tiny config.yaml: concise stays, and the other tasks run too.
+    result = snakemake(workdir, mine, "--dry-run")
+    out = result.stdout + result.stderr
+    assert result.returncode == 0, out
+    assert "warning: tasks.text.rewards: your --configfile lists ['sentiment']" in out
+    assert "--replace-workflow-config" in out
+
+
+# Last in the module: they damage results of the run (and repair them).
+def test_a_corrupted_expert_is_reported_and_never_merged(run):
+    workdir, config = run
+    expert = Path("results/text/experts/concise")
+    adapter = workdir / expert / "adapter_model.safetensors"
+    original = adapter.read_bytes()
+    scores = (workdir / "results/text/scores.csv").read_bytes()
+    soup = "results/text/soups/sentiment@0.5+concise@0.5"
+    for damaged in (original[: len(original) // 2], bytes(reversed(original))):  # truncated; same-size garbage
+        adapter.write_bytes(damaged)
+        # Snakemake sees nothing to do: the corruption is after the job and keeps the directory's time.
+        assert planned_jobs(workdir, config) == []
+        check = subprocess.run(
+            [sys.executable, "-m", "rewarded_soups", "verify"], capture_output=True, text=True, cwd=workdir
+        )
+        assert check.returncode == 1, check.stdout
+        assert f"CORRUPTED {expert} (rule expert)" in check.stdout
+        assert f"rebuild: snakemake --forcerun {expert}" in check.stdout
+        forced = snakemake(workdir, config, soup, "--forcerun", soup)
+        assert forced.returncode != 0
+        assert f"{expert} was modified or corrupted after it was written" in forced.stdout + forced.stderr
+        assert "inf, nan" not in forced.stdout + forced.stderr
+        assert (workdir / "results/text/scores.csv").read_bytes() == scores  # nothing downstream touched
+    adapter.write_bytes(original)
+    repaired = snakemake(workdir, config)
+    assert repaired.returncode == 0, repaired.stdout[-3000:] + repaired.stderr[-3000:]
+    assert planned_jobs(workdir, config) == []
+    assert (workdir / "results/text/scores.csv").read_bytes() == scores

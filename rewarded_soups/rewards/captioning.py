@@ -15,7 +15,7 @@ from rewarded_soups.registry import reward
 from rewarded_soups.rewards import caption_metrics as metrics
 
 
-@reward("bleu", modality="caption")
+@reward("bleu", modality="caption", bounds={"n": {"minimum": 1, "maximum": 4}})
 class BleuReward:
     """BLEU-n of one caption against its references (pycocoevalcap, per-sentence, brevity penalty)."""
 

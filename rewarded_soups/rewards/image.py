@@ -60,7 +60,7 @@ class Contrast:
         return luma.std(axis=(1, 2)).tolist()
 
 
-@reward("smoothness", modality="image")
+@reward("smoothness", modality="image", bounds={"scale": {"exclusiveMinimum": 0}})
 class Smoothness:
     """1 − scale·(mean absolute luminance difference between neighbouring pixels): flat images score 1.
 

@@ -14,7 +14,7 @@ from rewarded_soups.registry import reward
 Episode = dict[str, float]
 
 
-@reward("locomotion", modality="episode")
+@reward("locomotion", modality="episode", bounds={"ctrl_cost": {"minimum": 0}})
 class LocomotionReward:
     """R_α = forward + alive − α·Σa² over an episode: brax's humanoid reward with ctrl_cost_weight = α.
 

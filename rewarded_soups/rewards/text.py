@@ -27,7 +27,7 @@ class VaderSentiment:
         return [float(self._analyser.polarity_scores(c)["compound"]) for c in completions]
 
 
-@reward("conciseness", modality="text")
+@reward("conciseness", modality="text", bounds={"max_chars": {"minimum": 1}, "min_chars": {"minimum": 0}})
 class Conciseness:
     """1 − characters/max_chars, clipped to [0, 1]; fewer than ``min_chars`` characters score 0.
 
@@ -35,6 +35,12 @@ class Conciseness:
     dots. The floor keeps "say nothing" from being the optimum; RL still games
     it with a few dots and a fake attribution, which the perplexity metric shows.
     """
+
+    @classmethod
+    def check_options(cls, options: dict[str, Any]) -> None:
+        low, high = options.get("min_chars", 10), options.get("max_chars", 120)
+        if low > high:
+            raise ValueError(f"min_chars: {low} is above max_chars ({high}); every completion would score 0")
 
     def __init__(self, max_chars: int = 120, min_chars: int = 10) -> None:
         if not 0 <= min_chars <= max_chars or max_chars < 1:
@@ -76,7 +82,16 @@ class RewardModelTokenizer:
         return getattr(self.tokenizer, name)
 
 
-@reward("classifier", modality="text", uses_device=True)
+@reward(
+    "classifier",
+    modality="text",
+    uses_device=True,
+    bounds={
+        "dtype": {"enum": ["float32", "bfloat16", "float16"]},
+        "batch_size": {"minimum": 1},
+        "max_length": {"minimum": 1},
+    },
+)
 class ClassifierReward:
     """A sequence-classification reward model, as in the paper's RLHF experiments.
 
@@ -89,6 +104,16 @@ class ClassifierReward:
     trainer's device; a forward hook puts the chosen score in logit 0, the one
     trl reads.
     """
+
+    @classmethod
+    def check_options(cls, options: dict[str, Any]) -> None:
+        from rewarded_soups.paths import model_directory_problem
+
+        problem = model_directory_problem(options["model"])
+        if problem:
+            raise ValueError(f"model: {problem}")
+        if options.get("minus_label") is not None and options.get("minus_label") == options.get("label", 0):
+            raise ValueError(f"minus_label: equals label ({options['minus_label']!r}); the reward would be 0")
 
     def __init__(
         self,
@@ -110,13 +135,16 @@ class ClassifierReward:
         kwargs: dict[str, Any] = {"trust_remote_code": trust_remote_code}
         if revision:
             kwargs["revision"] = revision
-        tokenizer = AutoTokenizer.from_pretrained(model, **kwargs)
-        if tokenizer.pad_token is None:
-            tokenizer.pad_token = tokenizer.eos_token
-        tokenizer.truncation_side = "left"
-        self.model = AutoModelForSequenceClassification.from_pretrained(
-            model, dtype=getattr(torch, dtype), **kwargs
-        ).eval()
+        from rewarded_soups.paths import loading
+
+        with loading(model):
+            tokenizer = AutoTokenizer.from_pretrained(model, **kwargs)
+            if tokenizer.pad_token is None:
+                tokenizer.pad_token = tokenizer.eos_token
+            tokenizer.truncation_side = "left"
+            self.model = AutoModelForSequenceClassification.from_pretrained(
+                model, dtype=getattr(torch, dtype), **kwargs
+            ).eval()
         self.model.config.pad_token_id = tokenizer.pad_token_id
         self.tokenizer = RewardModelTokenizer(tokenizer, max_length)
         self.label = self._label_index(model, label)

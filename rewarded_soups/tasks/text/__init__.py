@@ -74,17 +74,17 @@ def check_settings(task: dict[str, Any]) -> None:
             "merge.method: ties, dare and fisher combine the A and B matrices entry by entry, which needs "
             "adapters of one rank: set merge.lora_mode to paper"
         )
+    from rewarded_soups.paths import looks_local, model_directory_problem
+
     model = task["pretrain"].get("model")
-    if model and str(model).startswith((".", "/", "~")) and not Path(model).expanduser().is_dir():
-        raise ValueError(f"pretrain.model: {model} is not a directory (give a local model directory or a hub id)")
-    for section in ("rewards", "metrics"):
-        for name, reward in task.get(section, {}).items():
-            path = reward.get("model") if reward["kind"] == "classifier" else None
-            if path and str(path).startswith((".", "/", "~")) and not Path(path).expanduser().is_dir():
-                raise ValueError(
-                    f"{section}.{name}.model: {path} is not a directory "
-                    "(give a local reward model directory or a hub id)"
-                )
+    problem = model and model_directory_problem(model)
+    if problem:
+        raise ValueError(f"pretrain.model: {problem}")
+    adapter = task["pretrain"].get("adapter")
+    if adapter and looks_local(adapter) and not Path(adapter).expanduser().is_dir():
+        raise ValueError(
+            f"pretrain.adapter: {adapter} is not a directory (a local adapter; a hub id looks like org/name)"
+        )
 
 
 def local_inputs(task: dict[str, Any], stage: str, rewards: list[str]) -> list[str]:

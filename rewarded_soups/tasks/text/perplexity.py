@@ -7,7 +7,15 @@ from collections.abc import Sequence
 from rewarded_soups.registry import reward
 
 
-@reward("perplexity", modality="text", metric=True, higher_is_better=False, uses_device=True, context=("base_model",))
+@reward(
+    "perplexity",
+    modality="text",
+    metric=True,
+    higher_is_better=False,
+    uses_device=True,
+    context=("base_model",),
+    bounds={"dtype": {"enum": ["float32", "bfloat16", "float16"]}, "batch_size": {"minimum": 1}},
+)
 class Perplexity:
     """Perplexity of the completion given the prompt under θ0 (lower is better): do soups stay fluent?
 

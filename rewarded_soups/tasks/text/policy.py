@@ -117,7 +117,10 @@ def load_tokenizer(ref: BaseModel):
     """θ0's tokenizer, left-padded for generation, with a pad token (the end-of-text one when it has none)."""
     from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(ref.model, **from_pretrained_kwargs(ref))
+    from rewarded_soups.paths import loading
+
+    with loading(ref.model):
+        tokenizer = AutoTokenizer.from_pretrained(ref.model, **from_pretrained_kwargs(ref))
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     tokenizer.padding_side = "left"
@@ -138,13 +141,17 @@ def load_policy(ref: BaseModel, *, dtype: str = "float32", attn_implementation: 
     from transformers import AutoModelForCausalLM
 
     kwargs = model_init_kwargs(ref, dtype, attn_implementation)
+    from rewarded_soups.paths import loading
+
     kwargs["dtype"] = getattr(torch, dtype)
-    model = AutoModelForCausalLM.from_pretrained(ref.model, **kwargs)
+    with loading(ref.model):
+        model = AutoModelForCausalLM.from_pretrained(ref.model, **kwargs)
     if ref.adapter:
         from peft import PeftModel
 
         extra = {"revision": ref.adapter_revision} if ref.adapter_revision else {}
-        model = PeftModel.from_pretrained(model, ref.adapter, **extra).merge_and_unload()
+        with loading(ref.adapter):
+            model = PeftModel.from_pretrained(model, ref.adapter, **extra).merge_and_unload()
     return model
 
 
