@@ -236,13 +236,14 @@ def test_editing_a_tasks_training_code_reruns_its_training_and_downstream_only(r
     assert _planned_after_edit(run, "rewarded_soups/tasks/text/rl.py", "def finetune(", "# note\ndef finetune(") == []
 
 
-def test_editing_a_reward_rescores_that_reward_only(run):
+def test_editing_a_reward_module_reruns_only_what_used_its_rewards(run):
     jobs = _planned_after_edit(
-        run, "rewarded_soups/rewards/image.py", "class Contrast:", "EDITED = 1\n\n\nclass Contrast:"
+        run, "rewarded_soups/rewards/image.py", "_LUMA = np.array(", "EDITED = 1\n_LUMA = np.array("
     )
-    # The image task trains an expert on contrast (and MORL on it): those retrain; colourfulness is rescored
-    # only where a model changed.
-    assert all(w.startswith("task=image") for _, w in jobs if w)
+    # The module holds the image task's three rewards: its experts and MORL retrain and every image score is
+    # redone; θ0 and the other tasks are untouched.
+    assert jobs and all(w.startswith("task=image") for _, w in jobs if w)
+    assert "pretrain" not in [r for r, _ in jobs]
     assert sorted(w for r, w in jobs if r == "expert") == [
         "task=image, reward=colourful",
         "task=image, reward=contrast",
