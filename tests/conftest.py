@@ -32,3 +32,17 @@ def tiny_text_task(tmp_path_factory) -> tuple[dict, Path]:
     base = tmp_path_factory.mktemp("text") / "pretrain"
     text.pretrain(base, task, seed=0, threads=1)
     return task, base
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``gpu`` need CUDA: skipped, with the reason, on machines without it (CI, laptops)."""
+    if not any(item.get_closest_marker("gpu") for item in items):
+        return
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device (torch.cuda.is_available() is False)")
+    for item in items:
+        if item.get_closest_marker("gpu"):
+            item.add_marker(skip)
