@@ -9,8 +9,15 @@ import numpy as np
 import pandas as pd
 
 from rewarded_soups.grid import parse_mix
-from rewarded_soups.pareto import auto_reference, hypervolume, lmc_margins, lmc_summary, pareto_front
-from rewarded_soups.scores import wide
+from rewarded_soups.pareto import (
+    auto_reference,
+    hypervolume,
+    lmc_margin_errors,
+    lmc_margins,
+    lmc_summary,
+    pareto_front,
+)
+from rewarded_soups.scores import standard_errors, wide
 
 REFERENCE_RULE = (
     "per-reward minimum over all evaluated models (init, experts, soups, MORL) minus 5% of that reward's observed range"
@@ -78,6 +85,35 @@ def preference_comparison(table: pd.DataFrame, rewards: Sequence[str]) -> list[d
     return out
 
 
+def lmc_report(
+    experts: pd.DataFrame, soups: pd.DataFrame, columns: Sequence[str], sem: pd.DataFrame | None
+) -> dict[str, Any]:
+    """LMC of ``soups`` against the line between ``experts`` (in reward order) on ``columns``.
+
+    Strict and, with the standard errors ``sem`` (model × reward), noise-aware
+    (:data:`rewarded_soups.pareto.LMC_RULE`), with each soup's margins, errors and class.
+    """
+    columns = list(columns)
+    weights = weight_matrix(soups, columns)
+    margins = lmc_margins(experts[columns].to_numpy(float), weights, soups[columns].to_numpy(float))
+    if sem is None:
+        return lmc_summary(margins)
+    errors = lmc_margin_errors(
+        sem.loc[experts.index, columns].to_numpy(float), weights, sem.loc[soups.index, columns].to_numpy(float)
+    )
+    summary = lmc_summary(margins, errors)
+    summary["points"] = [
+        {
+            "model": model,
+            "margins": dict(zip(columns, map(float, m))),
+            "errors": dict(zip(columns, map(float, e))),
+            "class": c,
+        }
+        for model, m, e, c in zip(soups.index, margins, errors, summary["classes"])
+    ]
+    return summary
+
+
 def _on_pair(table: pd.DataFrame, rewards: Sequence[str], pair: Sequence[str]) -> np.ndarray:
     """Rows whose weights lie on the pair only (other rewards weigh 0)."""
     w = weight_matrix(table, rewards)
@@ -85,7 +121,9 @@ def _on_pair(table: pd.DataFrame, rewards: Sequence[str], pair: Sequence[str]) -
     return np.all(w[:, others] == 0, axis=1) if others else np.ones(len(table), dtype=bool)
 
 
-def pair_summary(table: pd.DataFrame, rewards: Sequence[str], pair: Sequence[str]) -> dict[str, Any]:
+def pair_summary(
+    table: pd.DataFrame, rewards: Sequence[str], pair: Sequence[str], sem: pd.DataFrame | None = None
+) -> dict[str, Any]:
     """The front of two rewards (the paper's N=2 figures inside an N-reward task).
 
     LMC over the soups between the pair's experts (on the pair's two rewards);
@@ -105,9 +143,7 @@ def pair_summary(table: pd.DataFrame, rewards: Sequence[str], pair: Sequence[str
 
     def lmc_of(kind: str) -> dict[str, Any]:
         soups = soups_of(kind)
-        return lmc_summary(
-            lmc_margins(experts[pair].to_numpy(float), weight_matrix(soups, pair), soups[pair].to_numpy(float))
-        )
+        return lmc_report(experts, soups, pair, sem)
 
     ref = auto_reference(table[pair].to_numpy(float))
     groups = {
@@ -176,8 +212,9 @@ def summarise(
     experts = experts.iloc[np.argsort(order)]
     expert_scores = experts[rewards].to_numpy(float)
 
+    sem = standard_errors(scores)
     margins = lmc_margins(expert_scores, weight_matrix(soups, rewards), soups[rewards].to_numpy(float))
-    lmc = lmc_summary(margins)
+    lmc = lmc_report(experts, soups, rewards, sem)
     if len(soups):
         k_worst = np.unravel_index(np.argmin(margins), margins.shape)
         lmc["worst_at"] = {"model": soups.index[k_worst[0]], "reward": rewards[k_worst[1]]}
@@ -202,9 +239,7 @@ def summarise(
         methods[kind] = {
             "models": len(table[table["kind"] == kind]),
             "hypervolume": hypervolume(rows[rewards].to_numpy(float), ref),
-            "lmc": lmc_summary(
-                lmc_margins(expert_scores, weight_matrix(merged, rewards), merged[rewards].to_numpy(float))
-            ),
+            "lmc": lmc_report(experts, merged, rewards, sem),
         }
     return {
         "rewards": rewards,
@@ -229,7 +264,7 @@ def summarise(
             "morl_front": list(morl.index[pareto_front(morl_points)]) if len(morl_points) else [],
         },
         "preferences": preference_comparison(table, rewards),
-        "pairs": [pair_summary(table, rewards, p) for p in pairs],
+        "pairs": [pair_summary(table, rewards, p, sem) for p in pairs],
         "uniform_soup": uniform_soup_comparison(table, rewards),
         "methods": methods,
         "timings": timings or {},

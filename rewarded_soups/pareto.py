@@ -58,17 +58,56 @@ def lmc_margins(expert_scores: np.ndarray, soup_weights: np.ndarray, soup_scores
     return soup_scores - soup_weights @ expert_scores
 
 
-def lmc_summary(margins: np.ndarray, tolerance: float = 0.0) -> dict[str, float | int]:
-    """Fraction of soups where every reward is at least on the line, and the worst margin."""
+# One-sided test at 95%: a soup fails Hypothesis 1 on a reward only when its margin is more
+# than 1.645 standard errors below the line.
+LMC_Z = 1.645
+LMC_RULE = (
+    "per soup and reward, margin = R(soup) − Σ λ_i R(expert_i), standard error "
+    "sqrt(se_soup² + Σ λ_i² se_i²) (each se = std/√n; models are scored on the same inputs, so "
+    "treating them as independent overstates the error: conservative against 'fails'); "
+    "a reward holds when margin ≥ 0, fails when margin < −1.645·se (one-sided test at 95%), "
+    "else is within noise; a soup holds when every reward holds, fails when any fails"
+)
+
+
+def lmc_margin_errors(expert_se: np.ndarray, soup_weights: np.ndarray, soup_se: np.ndarray) -> np.ndarray:
+    """Standard error of each margin of :func:`lmc_margins` (see :data:`LMC_RULE`)."""
+    expert_se = np.asarray(expert_se, dtype=float)
+    soup_weights = np.asarray(soup_weights, dtype=float)
+    return np.sqrt(np.asarray(soup_se, dtype=float) ** 2 + (soup_weights**2) @ (expert_se**2))
+
+
+def lmc_classes(margins: np.ndarray, errors: np.ndarray, z: float = LMC_Z) -> list[str]:
+    """Per soup: ``holds``, ``within noise`` or ``fails`` (:data:`LMC_RULE`)."""
+    margins, errors = np.asarray(margins, dtype=float), np.asarray(errors, dtype=float)
+    fails = np.any(margins < -z * errors, axis=1)
+    holds = np.all(margins >= 0, axis=1)
+    return ["fails" if f else "holds" if h else "within noise" for f, h in zip(fails, holds)]
+
+
+def lmc_summary(
+    margins: np.ndarray, errors: np.ndarray | None = None, tolerance: float = 0.0
+) -> dict[str, float | int | list]:
+    """Strict fraction of soups where every reward is at least on the line, the worst margin, and,
+    with the margins' standard errors, the noise-aware fraction (no reward significantly below)."""
     margins = np.asarray(margins, dtype=float)
     if margins.size == 0:
-        return {"holds_fraction": float("nan"), "worst_margin": float("nan"), "n_points": 0}
+        empty = {"holds_fraction": float("nan"), "worst_margin": float("nan"), "n_points": 0}
+        return empty | ({"holds_within_noise_fraction": float("nan"), "classes": []} if errors is not None else {})
     holds = np.all(margins >= -tolerance, axis=1)
-    return {
+    out: dict[str, float | int | list] = {
         "holds_fraction": float(holds.mean()),
         "worst_margin": float(margins.min()),
         "n_points": len(margins),
     }
+    if errors is not None:
+        classes = lmc_classes(margins, errors)
+        out |= {
+            "holds_within_noise_fraction": float(np.mean([c != "fails" for c in classes])),
+            "classes": classes,
+            "rule": LMC_RULE,
+        }
+    return out
 
 
 def auto_reference(points: np.ndarray, margin: float = 0.05) -> np.ndarray:

@@ -83,10 +83,37 @@ def baseline_curves(table: pd.DataFrame, rewards: Sequence[str], pair: Sequence[
 
 
 def morl_points(table: pd.DataFrame, rewards: Sequence[str], pair: Sequence[str]) -> pd.DataFrame:
+    """MORL runs whose μ weighs only the pair (a run on other rewards is no point of this front), with ``mu``
+    the weight of ``pair[0]``."""
     morl = table[table["kind"] == "morl"].copy()
     if len(morl):
+        w = weight_matrix(morl, rewards)
+        others = [i for i, r in enumerate(rewards) if r not in pair]
+        morl = morl[np.all(w[:, others] == 0, axis=1)] if others else morl
         morl["mu"] = weight_matrix(morl, rewards)[:, list(rewards).index(pair[0])]
     return morl
+
+
+def pair_lmc(scores: pd.DataFrame, rewards: Sequence[str], pair: Sequence[str]) -> dict | None:
+    """Strict and noise-aware LMC of the soups between the pair's experts (as summary.json reports it)."""
+    from rewarded_soups.analysis import lmc_report
+
+    table = wide(scores)
+    curve = edge_curve(table, rewards, pair)
+    experts = curve[curve["kind"] == "expert"].sort_values("lam", ascending=False)
+    soups = curve[curve["kind"] == "soup"]
+    if len(experts) != 2 or not len(soups):
+        return None
+    return lmc_report(experts, soups, pair, standard_errors(scores))
+
+
+def lmc_caption(lmc: dict | None) -> str:
+    if not lmc:
+        return ""
+    n = lmc["n_points"]
+    strict = round(lmc["holds_fraction"] * n)
+    noisy = round(lmc["holds_within_noise_fraction"] * n)
+    return f"LMC holds at {strict}/{n} soups strictly, {noisy}/{n} within noise (one-sided 95%)"
 
 
 def plot_front(
@@ -175,6 +202,9 @@ def plot_front(
     ax.set_xlabel(f"{x} (higher is better)")
     ax.set_ylabel(f"{y} (higher is better)")
     ax.set_title(f"{title}: Pareto front of rewarded soups" if title else "Pareto front of rewarded soups")
+    caption = lmc_caption(pair_lmc(scores, rewards, axes))
+    if caption:
+        ax.text(0.01, 0.01, caption, transform=ax.transAxes, fontsize=7, color="#444444", va="bottom")
     ax.legend(fontsize=8, loc="best", frameon=True)
     fig.tight_layout()
     Path(out).parent.mkdir(parents=True, exist_ok=True)
@@ -204,11 +234,16 @@ def plot_lambda_curves(
     metrics: Mapping[str, str],
     out: str | Path,
     *,
+    pair: Sequence[str] | None = None,
     title: str = "",
     dpi: int = 150,
-) -> None:
-    """One panel per reward and metric against λ (weight of the first reward)."""
-    pair = list(rewards[:2])
+) -> dict[str, dict[str, list[tuple[float, float]]]]:
+    """One panel per reward and metric against λ (the weight of ``pair[0]``) along the soups between
+    the pair's experts (default the first two rewards); MORL runs of that pair at their μ.
+
+    Returns what each panel drew (panel -> legend entry -> points), for checking the figure.
+    """
+    pair = list(pair or rewards[:2])
     table = wide(scores)
     sem = standard_errors(scores)
     curve = edge_curve(table, rewards, pair)
@@ -233,14 +268,18 @@ def plot_lambda_curves(
         kind = registry.rewards().get(metrics.get(col, ""))
         better = "lower" if kind is not None and not kind.higher_is_better else "higher"
         ax.set_title(f"{col} ({better} is better)", fontsize=10)
-        ax.set_xlabel(f"λ (weight of {pair[0]})")
+        ax.set_xlabel(f"λ (weight of {pair[0]}; 1 − λ of {pair[1]})")
     axs[0][0].legend(fontsize=7)
-    if title:
-        fig.suptitle(f"{title}: rewards along the interpolation", fontsize=11)
+    caption = lmc_caption(pair_lmc(scores, rewards, pair))
+    heading = f"{title}: rewards from {pair[1]} (λ=0) to {pair[0]} (λ=1)" if title else ""
+    if heading or caption:
+        fig.suptitle("\n".join(t for t in (heading, caption) if t), fontsize=10)
     fig.tight_layout()
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=dpi)
+    drawn = {ax.get_title().split(" (")[0]: _drawn(ax) for ax in axs[0]}
     plt.close(fig)
+    return drawn
 
 
 def spider_groups(table: pd.DataFrame, rewards: Sequence[str], starts: Sequence[str]) -> list[tuple[str, pd.DataFrame]]:

@@ -36,27 +36,29 @@ rule figures:
         scores="results/{task}/scores.csv",
     output:
         front=report(
-            "results/{task}/figures/front.{fmt}",
+            "results/{task}/figures/front-{pair}.{fmt}",
             caption="../report/front.rst",
             category="{task}",
-            subcategory="Pareto front",
+            subcategory="Pareto fronts",
+            labels={"pair": "{pair}"},
         ),
         curves=report(
-            "results/{task}/figures/lambda_curves.{fmt}",
+            "results/{task}/figures/lambda_curves-{pair}.{fmt}",
             caption="../report/lambda_curves.rst",
             category="{task}",
             subcategory="rewards against λ",
+            labels={"pair": "{pair}"},
         ),
     params:
         rewards=lambda w: plan.rewards(TASKS[w.task]),
         metrics=lambda w: {name: m["kind"] for name, m in sorted(TASKS[w.task]["metrics"].items())},
-        axes=lambda w: TASKS[w.task]["analysis"]["axes"],
+        pair=lambda w: w.pair.split("-"),
         dpi=lambda w: TASKS[w.task]["plots"]["dpi"],
         code=package_code("rewarded_soups.plots"),
     log:
-        "logs/{task}/figures_{fmt}.log",
+        "logs/{task}/figures_{pair}_{fmt}.log",
     benchmark:
-        "benchmarks/{task}/figures_{fmt}.tsv"
+        "benchmarks/{task}/figures_{pair}_{fmt}.tsv"
     conda:
         "../envs/analysis.yaml"
     script:

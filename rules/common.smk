@@ -58,6 +58,7 @@ wildcard_constraints:
     method="|".join(METHODS),
     model=r"[a-z][a-z0-9_@.+-]*",
     fmt="png|pdf|svg",
+    pair=r"[a-z][a-z0-9_]*-[a-z][a-z0-9_]*",
 
 
 def _read(task_name, stage, out=None):
@@ -275,6 +276,10 @@ def has_qualitative(name):
     return SPECS[name].implements("qualitative")
 
 
+# Drawn once per pair of rewards (merge.pairs, else analysis.axes): figures/<figure>-<a>-<b>.<fmt>.
+FIGURES = ("front", "lambda_curves")
+
+
 def analysis_targets():
     """Summaries and figures of every task: all computed from cached scores and samples."""
     targets = []
@@ -282,8 +287,7 @@ def analysis_targets():
         fmt = task["plots"]["format"]
         targets += [
             f"results/{name}/summary.json",
-            f"results/{name}/figures/front.{fmt}",
-            f"results/{name}/figures/lambda_curves.{fmt}",
+            *(f"results/{name}/figures/{figure}-{a}-{b}.{fmt}" for a, b in plan.front_pairs(task) for figure in FIGURES),
             *([f"results/{name}/figures/spider.{fmt}"] if len(task["rewards"]) > 2 else []),
             f"results/{name}/figures/samples.md",
         ]

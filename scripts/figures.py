@@ -1,4 +1,4 @@
-"""Front and reward-vs-λ figures from scores.csv (rule figures)."""
+"""The front and the reward-vs-λ figures of one pair of rewards, from scores.csv (rule figures)."""
 
 import sys
 from pathlib import Path
@@ -13,19 +13,14 @@ from rewarded_soups.workflow import logged
 with logged(snakemake):
     scores = pd.read_csv(snakemake.input.scores, keep_default_na=False)
     title = snakemake.wildcards.task
-    plot_front(
-        scores,
-        snakemake.params.rewards,
-        snakemake.params.axes,
-        snakemake.output.front,
-        title=title,
-        dpi=snakemake.params.dpi,
-    )
+    pair = list(snakemake.params.pair)
+    plot_front(scores, snakemake.params.rewards, pair, snakemake.output.front, title=title, dpi=snakemake.params.dpi)
     plot_lambda_curves(
         scores,
         snakemake.params.rewards,
         snakemake.params.metrics,
         snakemake.output.curves,
+        pair=pair,
         title=title,
         dpi=snakemake.params.dpi,
     )

@@ -5,13 +5,13 @@ from rewarded_soups.analysis import summarise
 from rewarded_soups.grid import mix_name
 
 
-def _scores(soup_mid: tuple[float, float]) -> pd.DataFrame:
+def _scores(soup_mid: tuple[float, float], std: float = 0.0) -> pd.DataFrame:
     rows = []
 
     def add(model, kind, weights, a, b):
         for reward, value in (("a", a), ("b", b)):
             rows.append(
-                {"model": model, "kind": kind, "weights": weights, "reward": reward, "mean": value, "std": 0.0, "n": 10}
+                {"model": model, "kind": kind, "weights": weights, "reward": reward, "mean": value, "std": std, "n": 16}
             )
 
     add("init", "init", "", 0.0, 0.0)
@@ -61,3 +61,18 @@ def test_preference_comparison_lemma_1():
     assert pref["morl"] == {"model": "morl-mid", "scalarised": pytest.approx(0.4)}
     assert pref["rs_at_mu"] == {"model": "soup-mid", "scalarised": pytest.approx(0.6)}
     assert pref["rs_best"]["model"] == "soup-mid"
+
+
+def test_lmc_below_the_line_by_less_than_the_noise_is_within_noise():
+    # std 0.4 over n=16: se 0.1 per model; margin se = sqrt(0.1² + 0.5²·0.1² + 0.5²·0.1²) = 0.1225.
+    within = summarise(_scores((0.45, 0.6), std=0.4), ["a", "b"])["lmc"]
+    assert within["holds_fraction"] == 0.0  # strictly below the line on a by 0.05
+    assert within["holds_within_noise_fraction"] == 1.0 and within["classes"] == ["within noise"]
+    point = within["points"][0]
+    assert point["margins"]["a"] == pytest.approx(-0.05) and point["errors"]["a"] == pytest.approx(0.122474, rel=1e-4)
+    # 0.25 below: more than 1.645 × 0.1225 = 0.2015, a significant failure.
+    failed = summarise(_scores((0.25, 0.6), std=0.4), ["a", "b"])["lmc"]
+    assert failed["classes"] == ["fails"] and failed["holds_within_noise_fraction"] == 0.0
+    held = summarise(_scores((0.6, 0.6), std=0.4), ["a", "b"])["lmc"]
+    assert held["classes"] == ["holds"] and held["holds_fraction"] == 1.0
+    assert "one-sided test at 95%" in held["rule"]

@@ -10,7 +10,7 @@ from rewarded_soups import plan
 from rewarded_soups.analysis import pair_summary, summarise, uniform_soup_comparison
 from rewarded_soups.config import ConfigError, validate_config
 from rewarded_soups.grid import mix_name
-from rewarded_soups.plots import plot_front, plot_spider, spider_groups
+from rewarded_soups.plots import plot_front, plot_lambda_curves, plot_spider, spider_groups
 from rewarded_soups.scores import wide
 
 NAMES = ["bleu1", "bleu4", "rouge", "meteor", "cider"]
@@ -134,8 +134,29 @@ def test_pair_summary_uniform_soup_and_spider(tmp_path):
         "soup-bleu1@0.2+bleu4@0.2+rouge@0.2+meteor@0.2+cider@0.2",
     ]
     plot_spider(scores, NAMES, tmp_path / "spider.png", starts=["bleu1", "rouge"], title="t")
-    plot_front(scores, NAMES, ["bleu1", "rouge"], tmp_path / "front.png", title="t")
-    assert (tmp_path / "spider.png").stat().st_size > 20_000 and (tmp_path / "front.png").stat().st_size > 20_000
+    assert (tmp_path / "spider.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_each_pair_draws_its_own_curve_and_only_its_morl(tmp_path):
+    """The figures of a pair show that pair's soups and the MORL runs of that pair, on the right axes."""
+    task = _config()
+    scores = _scores(task)
+    table = wide(scores)
+    morl = table.loc["morl-bleu1@0.5+rouge@0.5"]
+    drawn = plot_front(scores, NAMES, ["bleu1", "rouge"], tmp_path / "front.png", title="t")
+    assert drawn["MORL"] == [pytest.approx((morl["bleu1"], morl["rouge"]))]
+    rs = drawn["rewarded soups (RS), λ = weight of bleu1"]
+    assert len(rs) == 5  # grid_points 5 between the pair's experts
+    assert rs[-1] == pytest.approx((table.loc["expert-bleu1", "bleu1"], table.loc["expert-bleu1", "rouge"]))
+    curves = plot_lambda_curves(scores, NAMES, {}, tmp_path / "curves.png", pair=["bleu1", "rouge"])
+    assert list(curves) == NAMES
+    rouge_rs = curves["rouge"]["RS (±1 s.e.)"]
+    assert [x for x, _ in rouge_rs] == pytest.approx([0, 0.25, 0.5, 0.75, 1])
+    assert rouge_rs[0][1] == pytest.approx(table.loc["expert-rouge", "rouge"])  # λ = 0 is rouge's expert
+    assert curves["rouge"]["MORL (at μ)"] == [pytest.approx((0.5, morl["rouge"]))]
+    # On another pair the bleu1–rouge MORL run is no point at all (it was drawn on the wrong edge once).
+    other = plot_lambda_curves(scores, NAMES, {}, tmp_path / "other.png", pair=["bleu1", "bleu4"])
+    assert "MORL (at μ)" not in other["bleu1"]
 
 
 def test_two_reward_tasks_keep_the_full_lattice():

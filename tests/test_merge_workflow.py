@@ -108,7 +108,7 @@ def test_recipes_fishers_and_one_curve_per_method(run):
     assert method_curve[-1] == pytest.approx(point("task_arithmetic-sentiment@1.5+concise@-0.5"))
     assert point("expert-sentiment") == pytest.approx(method_curve[-2])
     assert drawn["merge method fisher (λ)"][1] == pytest.approx(point("fisher-sentiment@0.5+concise@0.5"))
-    assert (results / "figures" / "front.png").exists()
+    assert (results / "figures" / "front-sentiment-concise.png").exists()
 
 
 def test_a_recipe_soup_scores_like_the_full_soup(run, tmp_path):

@@ -89,7 +89,9 @@ def test_workflow_on_slurm_matches_a_local_run(tmp_path, text_only_config):
     assert len(ours) == submitted, accounting
     assert all(state == "COMPLETED" and account == ACCOUNT for _, state, _, account in ours), ours
     rules = {comment.split("_wildcards_")[0].removeprefix("rule_") for _, _, comment, _ in ours}
-    assert {"pretrain", "expert", "morl", "soup", "generate", "score", "figures", "summary"} <= rules
+    assert {"pretrain", "expert", "morl", "soup", "generate", "score"} <= rules
+    # Aggregation, summary and figures are local rules: they run where Snakemake runs, never as sbatch jobs.
+    assert not rules & {"scores_table", "summary", "figures", "samples_table", "spider", "qualitative"}, rules
 
     result = run_snakemake(local, text_only_config, "--cores", "2", "results/text/scores.csv")
     assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]

@@ -75,9 +75,16 @@ def test_every_artifact_is_written(run):
     assert (scores["n"] == 16).all()
 
     summary = json.loads((results / "summary.json").read_text())
-    assert 0.0 <= summary["lmc"]["holds_fraction"] <= 1.0
-    assert summary["lmc"]["n_points"] == 1
-    assert summary["hypervolume"]["rs"] >= 0 and summary["hypervolume"]["morl"] >= 0
+    lmc = summary["lmc"]
+    assert lmc["n_points"] == 1 and len(lmc["classes"]) == 1 and lmc["classes"][0] in ("holds", "within noise", "fails")
+    # The one soup's margins as summary.json reports them, recomputed from scores.csv.
+    wide = scores.pivot(index="model", columns="reward", values="mean")
+    point = lmc["points"][0]
+    line = 0.5 * (wide.loc["expert-sentiment"] + wide.loc["expert-concise"])
+    for reward in ("sentiment", "concise"):
+        assert point["margins"][reward] == pytest.approx(wide.loc[point["model"], reward] - line[reward], abs=2e-6)
+    assert lmc["holds_fraction"] == float(lmc["classes"] == ["holds"])
+    assert lmc["holds_within_noise_fraction"] == float(lmc["classes"] != ["fails"])
     assert len(summary["hypervolume"]["reference"]) == 2
     assert summary["pretrain"]["valid_perplexity"] > 1
     assert set(summary["timings"]) == {
@@ -87,7 +94,7 @@ def test_every_artifact_is_written(run):
         "morl/sentiment@0.5+concise@0.5",
     }
 
-    for name in ("front.png", "lambda_curves.png"):
+    for name in ("front-sentiment-concise.png", "lambda_curves-sentiment-concise.png"):
         png = results / "figures" / name
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
     table = (results / "figures" / "samples.md").read_text()
@@ -111,8 +118,8 @@ def test_locomotion_artifacts(run):
     # Both rewards share the forward and alive terms: risky − cautious is exactly Σa² (α 0 vs 1).
     assert ((wide["risky"] - wide["cautious"]) - wide["action_cost"]).abs().max() < 1e-3  # scores.csv rounds
     summary = json.loads((results / "summary.json").read_text())
-    assert summary["lmc"]["n_points"] == 1 and summary["hypervolume"]["rs"] >= 0
-    assert (results / "figures" / "front.png").stat().st_size > 10_000
+    assert summary["lmc"]["n_points"] == 1 and len(summary["lmc"]["classes"]) == 1 and summary["hypervolume"]["rs"] > 0
+    assert (results / "figures" / "front-risky-cautious.png").read_bytes()[:4] == b"\x89PNG"
     viewers = sorted(p.name for p in (results / "figures" / "qualitative").glob("*.html"))
     assert viewers == sorted(
         f"{m}.html" for m in ("init", "expert-risky", "expert-cautious", "soup-risky@0.5+cautious@0.5")
@@ -132,7 +139,7 @@ def test_image_artifacts(run):
     assert set(scores["reward"]) == {"colourful", "contrast", "smooth"}
     assert len(scores) == 5 * 3 and (scores["n"] == 6).all()
     summary = json.loads((results / "summary.json").read_text())
-    assert summary["lmc"]["n_points"] == 1 and summary["hypervolume"]["rs"] >= 0
+    assert summary["lmc"]["n_points"] == 1 and len(summary["lmc"]["classes"]) == 1 and summary["hypervolume"]["rs"] > 0
     assert set(summary["timings"]) >= {"pretrain", "experts/colourful", "experts/contrast"}
     grid = results / "figures" / "qualitative" / "grid.png"
     assert grid.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and grid.stat().st_size > 10_000
@@ -347,7 +354,7 @@ def test_regenerate_rebuilds_figures_from_cached_scores_only(run):
     assert set(jobs) == {"figures", "samples_table", "qualitative", "spider", "regenerate"}, jobs
     result = snakemake(workdir, config, "regenerate")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert (workdir / "results" / "locomotion" / "figures" / "front.png").exists()
+    assert (workdir / "results" / "locomotion" / "figures" / "front-risky-cautious.png").exists()
     assert planned_jobs(workdir, config) == []
 
 
