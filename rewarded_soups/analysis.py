@@ -210,14 +210,15 @@ def summarise(
     if sorted(order) != list(range(len(rewards))):
         raise ValueError(f"need exactly one expert per reward {rewards}; found {list(experts.index)}")
     experts = experts.iloc[np.argsort(order)]
-    expert_scores = experts[rewards].to_numpy(float)
 
     sem = standard_errors(scores)
-    margins = lmc_margins(expert_scores, weight_matrix(soups, rewards), soups[rewards].to_numpy(float))
     lmc = lmc_report(experts, soups, rewards, sem)
     if len(soups):
-        k_worst = np.unravel_index(np.argmin(margins), margins.shape)
-        lmc["worst_at"] = {"model": soups.index[k_worst[0]], "reward": rewards[k_worst[1]]}
+        # The first smallest margin, soup by soup and reward by reward.
+        _, model, reward = min(
+            ((p["margins"][r], p["model"], r) for p in lmc["points"] for r in rewards), key=lambda c: c[0]
+        )
+        lmc["worst_at"] = {"model": model, "reward": reward}
 
     all_points = table[rewards].to_numpy(float)
     if reference is None:

@@ -152,27 +152,11 @@ def test_an_installed_plugin_registers_through_its_entry_point(plugin_site):
 @pytest.mark.e2e
 def test_a_config_uses_the_plugin_reward_without_editing_the_package(plugin_site, tmp_path):
     """θ0 of a tiny text task scored by the external reward through the workflow (3 jobs)."""
-    config = {
-        "seed": 0,
-        "tasks": {
-            "text": {
-                "kind": "text",
-                "rewards": {"sentiment": {"kind": "vader"}, "concise": {"kind": "conciseness", "max_chars": 60}},
-                "metrics": {"bangs": {"kind": "exclamations", "weight": 10.0}},
-                "pretrain": {
-                    "vocab_size": 512,
-                    "n_layer": 1,
-                    "n_head": 2,
-                    "n_embd": 32,
-                    "block_size": 64,
-                    "steps": 30,
-                    "batch_size": 16,
-                    "eval_batches": 2,
-                },
-                "evaluate": {"n_prompts": 16, "max_new_tokens": 12},
-            }
-        },
-    }
+    import yaml
+
+    tiny = yaml.safe_load((ROOT / "tests" / "data" / "tiny.yaml").read_text())["tasks"]["text"]
+    text = {key: tiny[key] for key in ("kind", "rewards", "pretrain", "evaluate")}
+    config = {"seed": 0, "tasks": {"text": {**text, "metrics": {"bangs": {"kind": "exclamations", "weight": 10.0}}}}}
     (tmp_path / "config.yaml").write_text(json.dumps(config))
     target = "results/text/scores/init/bangs.json"
     command = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"), "--cores", "2", target]
