@@ -28,6 +28,7 @@ localrules:
     scores_table,
     summary,
     figures,
+    advantage,
     samples_table,
     spider,
     qualitative,

@@ -18,6 +18,7 @@ from rewarded_soups.pareto import (
     pareto_front,
 )
 from rewarded_soups.scores import standard_errors, wide
+from rewarded_soups.selection import SELECTION_SPLIT, expected_advantage, select
 
 REFERENCE_RULE = (
     "per-reward minimum over all evaluated models (init, experts, soups, MORL) minus 5% of that reward's observed range"
@@ -49,40 +50,6 @@ def rs_table(table: pd.DataFrame, rewards: Sequence[str], kind: str = "soup") ->
     """Experts and the soups of one merge method on the simplex: the models that make its front."""
     rows = table[table["kind"].isin(["expert", kind])]
     return rows[on_simplex(rows, rewards)]
-
-
-def preference_comparison(table: pd.DataFrame, rewards: Sequence[str]) -> list[dict[str, Any]]:
-    """Lemma 1 of the paper, per MORL preference μ: the scalarised reward Σ μ_i R_i of
-
-    * MORL(μ), trained on exactly that reward;
-    * the soup with λ = μ (the a priori choice), when μ is on the λ grid;
-    * the best experts-or-soup on the grid (a posteriori choice). It is selected
-      on the same evaluation prompts it is scored on, so it is optimistic.
-    """
-    rs = rs_table(table, rewards)
-    rs_w = weight_matrix(rs, rewards)
-    rs_values = rs[list(rewards)].to_numpy(float)
-    morl = table[table["kind"] == "morl"]
-    out = []
-    for (name, row), mu in zip(morl.iterrows(), weight_matrix(morl, rewards)):
-        scalar = rs_values @ mu
-        at_mu = np.flatnonzero(np.all(np.isclose(rs_w, mu, atol=1e-4), axis=1))
-        best = int(np.argmax(scalar)) if len(scalar) else None
-        out.append(
-            {
-                "mu": row["weights"],
-                "morl": {"model": name, "scalarised": float(row[list(rewards)].to_numpy(float) @ mu)},
-                "rs_at_mu": (
-                    {"model": rs.index[at_mu[0]], "scalarised": float(scalar[at_mu[0]])} if len(at_mu) else None
-                ),
-                "rs_best": (
-                    {"model": rs.index[best], "scalarised": float(scalar[best]), "selected_on": "evaluation split"}
-                    if best is not None
-                    else None
-                ),
-            }
-        )
-    return out
 
 
 def lmc_report(
@@ -190,11 +157,14 @@ def summarise(
     reference: Sequence[float] | None = None,
     timings: dict[str, float] | None = None,
     pairs: Sequence[Sequence[str]] = (),
+    preferences: Sequence[dict[str, float]] = (),
 ) -> dict[str, Any]:
     """Summary of one task's scores over the trained ``rewards``.
 
     ``reference`` overrides the hypervolume reference point (one value per
-    reward); by default it follows :data:`REFERENCE_RULE`.
+    reward); by default it follows :data:`REFERENCE_RULE`. With validation
+    scores: Lemma 1 for each of ``preferences`` and Figure 8 for each of
+    ``pairs`` that has MORL runs (:mod:`rewarded_soups.selection`).
     """
     table = wide(scores)
     missing = [r for r in rewards if r not in table.columns]
@@ -212,6 +182,7 @@ def summarise(
     experts = experts.iloc[np.argsort(order)]
 
     sem = standard_errors(scores)
+    validated = "split" in scores.columns and bool((scores["split"] == SELECTION_SPLIT).any())
     lmc = lmc_report(experts, soups, rewards, sem)
     if len(soups):
         # The first smallest margin, soup by soup and reward by reward.
@@ -264,7 +235,8 @@ def summarise(
             "rs_front": list(rs.index[pareto_front(rs_points)]) if len(rs_points) else [],
             "morl_front": list(morl.index[pareto_front(morl_points)]) if len(morl_points) else [],
         },
-        "preferences": preference_comparison(table, rewards),
+        "preferences": [select(scores, mu, rewards) for mu in preferences] if validated else [],
+        "advantage": [a for p in pairs if validated and (a := expected_advantage(scores, p, rewards))],
         "pairs": [pair_summary(table, rewards, p, sem) for p in pairs],
         "uniform_soup": uniform_soup_comparison(table, rewards),
         "methods": methods,

@@ -100,23 +100,9 @@ def validate_config(config: dict[str, Any], schema: Path = GENERIC_SCHEMA) -> di
         if clash:
             raise ConfigError(f"{where}: {sorted(clash)} named both as reward and as metric")
         rewards = list(task["rewards"])
-        for i, mu in enumerate(task["morl"]["mu"]):
-            if isinstance(mu, dict):
-                if set(mu) - set(rewards) or sum(mu.values()) <= 0:
-                    raise ConfigError(
-                        f"{where}.morl.mu[{i}]: {mu} must name rewards of {rewards} with a positive sum of weights"
-                    )
-            elif isinstance(mu, list):
-                if len(mu) != len(rewards) or sum(mu) <= 0:
-                    raise ConfigError(
-                        f"{where}.morl.mu[{i}]: {mu} must have one non-negative weight per reward "
-                        f"{rewards} with a positive sum"
-                    )
-            elif len(rewards) != 2:
-                raise ConfigError(
-                    f"{where}.morl.mu[{i}]: a single number only works for two rewards; "
-                    f"give a list of {len(rewards)} weights"
-                )
+        for key, values in (("morl.mu", task["morl"]["mu"]), ("analysis.preferences", task["analysis"]["preferences"])):
+            for i, mu in enumerate(values or []):
+                _check_weights(mu, rewards, f"{where}.{key}[{i}]")
         merge = task["merge"]
         for i, pair in enumerate(merge.get("pairs") or []):
             if set(pair) - set(rewards) or pair[0] == pair[1]:
@@ -200,6 +186,20 @@ def _check_options(reward: dict[str, Any], spec: registry.RewardSpec, where: str
         spec.check_options({k: v for k, v in reward.items() if k != "kind"})
     except ValueError as err:
         raise ConfigError(f"{where}.{err}") from None
+
+
+def _check_weights(mu: Any, rewards: list[str], where: str) -> None:
+    """A preference (MORL μ or user μ̂): a mapping of rewards, a list with one weight each, or a number (N = 2)."""
+    if isinstance(mu, dict):
+        if set(mu) - set(rewards) or sum(mu.values()) <= 0:
+            raise ConfigError(f"{where}: {mu} must name rewards of {rewards} with a positive sum of weights")
+    elif isinstance(mu, list):
+        if len(mu) != len(rewards) or sum(mu) <= 0:
+            raise ConfigError(
+                f"{where}: {mu} must have one non-negative weight per reward {rewards} with a positive sum"
+            )
+    elif len(rewards) != 2:
+        raise ConfigError(f"{where}: a single number only works for two rewards; give a list of {len(rewards)} weights")
 
 
 def merged_config_warnings(config: dict[str, Any], overrides: dict[str, Any] | None, replaced: bool) -> list[str]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from rewarded_soups.grid import as_mix, format_weight, is_vertex, mix_name, normalise, simplex_lattice
+from rewarded_soups.grid import as_mix, format_weight, is_vertex, mix_name, normalise, parse_mix, simplex_lattice
 
 
 @dataclass(frozen=True)
@@ -22,6 +22,17 @@ class Model:
     @property
     def weights(self) -> str:
         return mix_name(self.mix) if self.mix else ""
+
+
+def model_directory(kind: str, weights: str) -> str:
+    """Where a model's checkpoint lives, relative to results/{task}, from its kind and weights (mix name)."""
+    fixed = {"init": "pretrain/model", "soup": f"soups/{weights}", "morl": f"morl/{weights}"}
+    fixed |= {"ensemble": f"ensembles/{weights}", "wise": f"wise/{weights}"}
+    if kind == "expert":
+        (reward,) = (r for r, w in parse_mix(weights).items() if w == 1)
+        return f"experts/{reward}"
+    # Any other kind is a merge method beyond the first.
+    return fixed.get(kind, f"merges/{kind}/{weights}")
 
 
 def canonical(value: Any) -> Any:
@@ -53,6 +64,25 @@ def morl_mixes(task: dict[str, Any]) -> list[dict[str, float]]:
         # With many rewards, name only those that weigh (bleu1@0.5+rouge@0.5).
         mixes.append({r: w for r, w in mix.items() if w > 0} if len(names) > 2 else mix)
     return mixes
+
+
+def preferences(task: dict[str, Any]) -> list[dict[str, float]]:
+    """The preferences summary.json reports (Lemma 1): ``analysis.preferences``, else the MORL μ's, else uniform.
+
+    Written like ``morl.mu`` (a number: the first reward's weight; a list; a mapping of the rewards that weigh).
+    """
+    names = rewards(task)
+    configured = task["analysis"].get("preferences") or []
+    out = []
+    for mu in configured:
+        if isinstance(mu, dict):
+            out.append({r: float(mu.get(r, 0.0)) for r in names})
+        else:
+            vector = mu if isinstance(mu, list) else [mu, 1.0 - mu]
+            out.append(dict(zip(names, map(float, vector))))
+    if not out:
+        out = [{r: float(m.get(r, 0.0)) for r in names} for m in morl_mixes(task)]
+    return out or [{r: 1.0 / len(names) for r in names}]
 
 
 def front_pairs(task: dict[str, Any]) -> list[list[str]]:
@@ -158,22 +188,31 @@ def baseline_mixes(task: dict[str, Any], kind: str) -> list[dict[str, float]]:
 
 def models(task: dict[str, Any]) -> list[Model]:
     names = rewards(task)
-    out = [Model("init", "init", {}, "pretrain/model")]
-    for r in names:
-        out.append(Model(f"expert-{r}", "expert", as_mix(names, [float(r == n) for n in names]), f"experts/{r}"))
+
+    def model(name: str, kind: str, mix: dict[str, float]) -> Model:
+        return Model(name, kind, mix, model_directory(kind, mix_name(mix) if mix else ""))
+
+    out = [model("init", "init", {})]
+    out += [model(f"expert-{r}", "expert", as_mix(names, [float(r == n) for n in names])) for r in names]
     primary, *others = merge_methods(task)
-    for mix in method_mixes(task, primary):
-        out.append(Model(f"soup-{mix_name(mix)}", "soup", mix, f"soups/{mix_name(mix)}"))
-    for method in others:
-        for mix in method_mixes(task, method):
-            out.append(Model(f"{method}-{mix_name(mix)}", method, mix, f"merges/{method}/{mix_name(mix)}"))
-    for mix in morl_mixes(task):
-        out.append(Model(f"morl-{mix_name(mix)}", "morl", mix, f"morl/{mix_name(mix)}"))
-    for mix in baseline_mixes(task, "ensemble"):
-        out.append(Model(f"ensemble-{mix_name(mix)}", "ensemble", mix, f"ensembles/{mix_name(mix)}"))
-    for mix in baseline_mixes(task, "wise"):
-        out.append(Model(f"wise-{mix_name(mix)}", "wise", mix, f"wise/{mix_name(mix)}"))
+    out += [model(f"soup-{mix_name(mix)}", "soup", mix) for mix in method_mixes(task, primary)]
+    out += [model(f"{method}-{mix_name(mix)}", method, mix) for method in others for mix in method_mixes(task, method)]
+    out += [model(f"morl-{mix_name(mix)}", "morl", mix) for mix in morl_mixes(task)]
+    out += [
+        model(f"{kind}-{mix_name(mix)}", kind, mix)
+        for kind in ("ensemble", "wise")
+        for mix in baseline_mixes(task, kind)
+    ]
     return out
+
+
+def advantage_pairs(task: dict[str, Any]) -> list[list[str]]:
+    """The front pairs with a MORL run on them: those get Figure 8 (summary.json ``advantage``)."""
+    return [
+        pair
+        for pair in front_pairs(task)
+        if any(set(r for r, w in m.items() if w > 0) <= set(pair) for m in morl_mixes(task))
+    ]
 
 
 def model_by_name(task: dict[str, Any], name: str) -> Model:

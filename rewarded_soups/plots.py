@@ -7,6 +7,8 @@
   as a function of λ.
 * :func:`plot_spider` — the paper's Figures 3c and 4: spider maps of all N > 2
   rewards for θ0, the experts, the uniform soup, MORL and clockwise subsets.
+* :func:`plot_advantage` — the paper's Figure 8: RS's expected reward
+  advantage over MORL with M runs (numbers from summary.json).
 """
 
 from __future__ import annotations
@@ -367,3 +369,31 @@ def plot_spider(
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=dpi, bbox_inches="tight")
     plt.close(fig)
+
+
+def plot_advantage(advantage: Mapping, out: str | Path, *, title: str = "", dpi: int = 150) -> dict[str, list]:
+    """The paper's Figure 8 from one entry of summary.json's ``advantage``; returns what it drew.
+
+    Bars: E_μ̂[RS − MORL with M runs] for M = 1 … the MORL pool's size; the
+    zero line is where MORL catches up with RS's two runs.
+    """
+    sizes, values = list(advantage["M"]), list(advantage["advantage"])
+    sns.set_theme(style="whitegrid", context="notebook")
+    fig, ax = plt.subplots(figsize=(max(4.0, 1.0 + 0.7 * len(sizes)), 3.8))
+    colours = [PALETTE["soup"] if v >= 0 else PALETTE["morl"] for v in values]
+    ax.bar(sizes, values, color=colours, width=0.6)
+    for m, v in zip(sizes, values):
+        ax.annotate(f"{v:+.3g}", (m, v), ha="center", va="bottom" if v >= 0 else "top", fontsize=8)
+    ax.axhline(0.0, color=PALETTE["line"], lw=1)
+    ax.set_xticks(sizes)
+    ax.set_xlabel("M, MORL runs (μ drawn from the pool, all subsets averaged)")
+    a, b = advantage["rewards"]
+    ax.set_ylabel(f"E_μ̂[R̂_μ̂(RS) − R̂_μ̂(MORL)]\nR̂_μ̂ = (1−μ̂)·{a} + μ̂·{b}")
+    pool = ", ".join(advantage["morl_pool"])
+    ax.set_title(f"{title}: RS (2 runs) vs MORL, λ and μ chosen on {advantage['selected_on']}".strip(": "), fontsize=10)
+    fig.text(0.01, -0.02, f"MORL pool: {pool}; scores on {advantage['scored_on']}", fontsize=7, ha="left", va="top")
+    fig.tight_layout()
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=dpi, bbox_inches="tight")
+    plt.close(fig)
+    return {"M": sizes, "advantage": values}

@@ -1,4 +1,4 @@
-"""The scores table: one row per (model, reward), as in the artifact contract."""
+"""The scores table: one row per (model, reward, split), as in the artifact contract."""
 
 from __future__ import annotations
 
@@ -8,34 +8,56 @@ from pathlib import Path
 
 import pandas as pd
 
-COLUMNS = ["model", "kind", "weights", "reward", "mean", "std", "n"]
+COLUMNS = ["model", "kind", "weights", "reward", "split", "mean", "std", "n"]
 MODEL_KINDS = ("init", "expert", "soup", "morl", "ensemble", "wise")
+# The split that figures and summaries report; "validation" is the one λ is selected on.
+REPORTED_SPLIT = "test"
 
 
 def read_score_files(paths: Iterable[str | Path]) -> pd.DataFrame:
-    """Gather the per-(model, reward) JSON files written by the score rule."""
+    """Gather the per-(model, reward) JSON files written by the score rule, one row per split."""
     rows = []
     for path in paths:
         with open(path) as fh:
-            row = json.load(fh)
-        missing = [c for c in COLUMNS if c not in row]
+            record = json.load(fh)
+        missing = [c for c in ("model", "kind", "weights", "reward", "splits") if c not in record]
         if missing:
             raise ValueError(f"{path}: score file lacks {missing}")
-        rows.append({c: row[c] for c in COLUMNS})
+        for split, values in record["splits"].items():
+            rows.append({c: record[c] for c in COLUMNS[:4]} | {"split": split} | {c: values[c] for c in COLUMNS[5:]})
     df = pd.DataFrame(rows, columns=COLUMNS)
     order = {k: i for i, k in enumerate(MODEL_KINDS)}
     df["_order"] = df["kind"].map(order).fillna(len(order))
-    return df.sort_values(["_order", "model", "reward"]).drop(columns="_order").reset_index(drop=True)
+    df["_split"] = df["split"] != REPORTED_SPLIT
+    return (
+        df.sort_values(["_order", "model", "reward", "_split"])
+        .drop(columns=["_order", "_split"])
+        .reset_index(drop=True)
+    )
 
 
-def wide(scores: pd.DataFrame) -> pd.DataFrame:
-    """One row per model, one column per reward (mean), plus kind and weights."""
+def of_split(scores: pd.DataFrame, split: str) -> pd.DataFrame:
+    """Rows of one split; a table written before splits existed holds test rows only."""
+    if "split" not in scores.columns:
+        if split != REPORTED_SPLIT:
+            raise ValueError(f"these scores have no split column, so no {split} rows: rerun the workflow")
+        return scores
+    rows = scores[scores["split"] == split]
+    if rows.empty:
+        raise ValueError(f"no {split} rows in the scores (splits present: {sorted(set(scores['split']))})")
+    return rows
+
+
+def wide(scores: pd.DataFrame, split: str = REPORTED_SPLIT) -> pd.DataFrame:
+    """One row per model, one column per reward (mean on ``split``), plus kind and weights."""
+    scores = of_split(scores, split)
     table = scores.pivot_table(index="model", columns="reward", values="mean", aggfunc="first")
     meta = scores.drop_duplicates("model").set_index("model")[["kind", "weights"]]
     return meta.join(table)
 
 
-def standard_errors(scores: pd.DataFrame) -> pd.DataFrame:
-    """Standard error of each mean (std/√n), one row per model, one column per reward."""
+def standard_errors(scores: pd.DataFrame, split: str = REPORTED_SPLIT) -> pd.DataFrame:
+    """Standard error of each mean (std/√n) on ``split``, one row per model, one column per reward."""
+    scores = of_split(scores, split)
     sem = scores.assign(sem=scores["std"] / scores["n"].clip(lower=1) ** 0.5)
     return sem.pivot_table(index="model", columns="reward", values="sem", aggfunc="first")

@@ -20,6 +20,7 @@ rule summary:
         metrics=lambda w: list(TASKS[w.task]["metrics"]),
         reference=lambda w: TASKS[w.task]["analysis"]["reference"],
         pairs=lambda w: plan.front_pairs(TASKS[w.task]),
+        preferences=lambda w: plan.preferences(TASKS[w.task]),
         code=package_code("rewarded_soups.analysis"),
     log:
         "logs/{task}/summary.log",
@@ -63,6 +64,28 @@ rule figures:
         "../envs/analysis.yaml"
     script:
         "../scripts/figures.py"
+
+
+rule advantage:
+    input:
+        summary="results/{task}/summary.json",
+    output:
+        report(
+            "results/{task}/figures/advantage-{pair}.{fmt}",
+            caption="../report/advantage.rst",
+            category="{task}",
+            subcategory="RS vs MORL (Figure 8)",
+            labels={"pair": "{pair}"},
+        ),
+    params:
+        dpi=lambda w: TASKS[w.task]["plots"]["dpi"],
+        code=package_code("rewarded_soups.plots"),
+    log:
+        "logs/{task}/advantage_{pair}_{fmt}.log",
+    conda:
+        "../envs/analysis.yaml"
+    script:
+        "../scripts/advantage.py"
 
 
 rule samples_table:

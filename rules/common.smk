@@ -288,6 +288,7 @@ def analysis_targets():
         targets += [
             f"results/{name}/summary.json",
             *(f"results/{name}/figures/{figure}-{a}-{b}.{fmt}" for a, b in plan.front_pairs(task) for figure in FIGURES),
+            *(f"results/{name}/figures/advantage-{a}-{b}.{fmt}" for a, b in plan.advantage_pairs(task)),
             *([f"results/{name}/figures/spider.{fmt}"] if len(task["rewards"]) > 2 else []),
             f"results/{name}/figures/samples.md",
         ]

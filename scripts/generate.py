@@ -1,4 +1,4 @@
-"""Outputs of one model on the held-out inputs (rule generate)."""
+"""Outputs of one model on every held-out split (rule generate): samples/{model}/{split}."""
 
 import sys
 from pathlib import Path
@@ -6,6 +6,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # the package, also outside an install
 
 from rewarded_soups.registry import load_task
+from rewarded_soups.tasks.base import EVALUATION_SPLITS, split_samples
 from rewarded_soups.workflow import logged
 
 with logged(snakemake):
@@ -14,7 +15,7 @@ with logged(snakemake):
     task.generate(
         Path(snakemake.input.base),
         model,
-        Path(snakemake.output[0]),
+        {split: split_samples(snakemake.output[0], split) for split in EVALUATION_SPLITS},
         snakemake.params.settings,
         seed=snakemake.params.seed,
         threads=snakemake.threads,

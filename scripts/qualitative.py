@@ -6,9 +6,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # the package, also outside an install
 
 from rewarded_soups.registry import load_task
+from rewarded_soups.tasks.base import split_samples
 from rewarded_soups.workflow import logged
 
 with logged(snakemake):
     task = load_task(snakemake.params.kind)
-    samples = dict(zip(snakemake.params.labels, (Path(p) for p in snakemake.input)))
+    samples = dict(zip(snakemake.params.labels, (split_samples(p) for p in snakemake.input)))
     task.qualitative(samples, Path(snakemake.output[0]), snakemake.params.settings)

@@ -1,4 +1,4 @@
-"""One reward (or metric) on one model's samples (rule score)."""
+"""One reward (or metric) on one model's samples of every held-out split (rule score)."""
 
 import sys
 from pathlib import Path
@@ -8,27 +8,33 @@ sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # the package, also o
 import numpy as np
 
 from rewarded_soups.registry import load_task
+from rewarded_soups.tasks.base import EVALUATION_SPLITS, split_samples
 from rewarded_soups.workflow import logged, write_json
 
 with logged(snakemake) as log:
     task = load_task(snakemake.params.kind)
-    values = np.asarray(
-        task.score(
-            Path(snakemake.input.samples),
-            snakemake.params.reward,
-            base_dir=Path(snakemake.input.base),
-            threads=snakemake.threads,
-        ),
-        dtype=float,
-    )
+    splits = {}
+    for split in EVALUATION_SPLITS:
+        values = np.asarray(
+            task.score(
+                split_samples(snakemake.input.samples, split),
+                snakemake.params.reward,
+                base_dir=Path(snakemake.input.base),
+                threads=snakemake.threads,
+            ),
+            dtype=float,
+        )
+        splits[split] = {
+            "mean": float(values.mean()),
+            "std": float(values.std(ddof=1)) if len(values) > 1 else 0.0,
+            "n": len(values),
+        }
     row = {
         "model": snakemake.wildcards.model,
         "kind": snakemake.params.model_kind,
         "weights": snakemake.params.weights,
         "reward": snakemake.wildcards.reward,
-        "mean": float(values.mean()),
-        "std": float(values.std(ddof=1)) if len(values) > 1 else 0.0,
-        "n": len(values),
+        "splits": splits,
     }
     log.info("%s", row)
     write_json(snakemake.output[0], row)

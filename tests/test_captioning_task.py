@@ -68,7 +68,7 @@ def test_soup_wise_and_ensemble_generate_scored_captions(tiny, tmp_path):
     key = next(k for k in wise if wise[k].is_floating_point() and not torch.equal(base[k], expert[k]))
     torch.testing.assert_close(wise[key], 0.5 * base[key] + 0.5 * expert[key])
     for name in ("soup", "wise", "ensemble"):
-        task.generate(root / "base", tmp_path / name, tmp_path / "samples" / name, ev, seed=0, threads=1)
+        task.generate(root / "base", tmp_path / name, {"test": tmp_path / "samples" / name}, ev, seed=0, threads=1)
         records = task.read_captions(tmp_path / "samples" / name)
         assert len(records) == 6 and all(len(r["references"]) == 5 for r in records)
         values = task.score(tmp_path / "samples" / name, {"kind": "rouge"}, base_dir=root / "base", threads=1)
@@ -102,5 +102,5 @@ def test_fisher_and_recipe_soups(tiny, tmp_path):
     experts = [root / "bleu1", root / "rouge"]
     task.merge(root / "base", experts, [0.5, 0.5], tmp_path / "soup", {"merge": merge}, fisher_dirs=fishers)
     assert [p.name for p in (tmp_path / "soup").iterdir()] == ["recipe.json"]
-    task.generate(root / "base", tmp_path / "soup", tmp_path / "samples", ev, seed=0, threads=1)
+    task.generate(root / "base", tmp_path / "soup", {"test": tmp_path / "samples"}, ev, seed=0, threads=1)
     assert len(task.read_captions(tmp_path / "samples")) == 6

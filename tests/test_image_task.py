@@ -121,7 +121,7 @@ def tiny_run(tmp_path_factory):
     task.merge(root / "base", [root / "expert", root / "base"], [0.5, 0.5], root / "soup", {})
     ev = {"data": cfg["data"], "evaluate": cfg["evaluate"]}
     for name, model in (("init", None), ("expert", root / "expert"), ("soup", root / "soup")):
-        task.generate(root / "base", model, root / "samples" / name, ev, seed=0, threads=1)
+        task.generate(root / "base", model, {"test": root / "samples" / name}, ev, seed=0, threads=1)
     return root, metrics, ev
 
 
@@ -158,7 +158,7 @@ def test_saved_samples_are_the_sampled_images(tiny_run):
 
 def test_tiny_run_is_deterministic_and_draws_the_grid(tiny_run, tmp_path):
     root, _, ev = tiny_run
-    task.generate(root / "base", root / "soup", tmp_path / "again", ev, seed=0, threads=1)
+    task.generate(root / "base", root / "soup", {"test": tmp_path / "again"}, ev, seed=0, threads=1)
     np.testing.assert_array_equal(
         task.read_samples(tmp_path / "again")[0], task.read_samples(root / "samples" / "soup")[0]
     )

@@ -54,7 +54,7 @@ def test_text_concise_expert_beats_theta0(tiny_text_task, tmp_path):
     text.finetune(base, tmp_path / "expert", task["rewards"], weights, task, seed=0, threads=1)
     scores = {}
     for name, model in (("init", None), ("expert", tmp_path / "expert")):
-        text.generate(base, model, tmp_path / name, task, seed=0, threads=1)
+        text.generate(base, model, {"test": tmp_path / name}, task, seed=0, threads=1)
         scores[name] = text.score(tmp_path / name, reward, base_dir=base, threads=1)
     # Measured: expert 0.6552 vs θ0 0.6073 ± 0.0164 (n 16): a gain of 2.9 se.
     assert_learns("concise", scores["expert"], scores["init"], se_multiple=1.0)
@@ -94,7 +94,7 @@ def captioning_theta0(tmp_path_factory):
     validate(cfg, str(Path(captioning.__file__).parent / "schema.yaml"), set_default=True)
     captioning.check_settings(cfg)
     captioning.pretrain(root / "base", {"data": cfg["data"], "pretrain": cfg["pretrain"]}, seed=0, threads=1)
-    captioning.generate(root / "base", None, root / "samples" / "init", cfg, seed=0, threads=1)
+    captioning.generate(root / "base", None, {"test": root / "samples" / "init"}, cfg, seed=0, threads=1)
     return root, cfg
 
 
@@ -109,7 +109,7 @@ def test_captioning_expert_beats_theta0(captioning_theta0, name, tmp_path):
     reward = CAPTIONING_REWARDS[name]
     settings = {"data": cfg["data"], "finetune": cfg["finetune"]}
     captioning.finetune(root / "base", tmp_path / "expert", {name: reward}, {name: 1.0}, settings, seed=0, threads=1)
-    captioning.generate(root / "base", tmp_path / "expert", tmp_path / "samples", cfg, seed=0, threads=1)
+    captioning.generate(root / "base", tmp_path / "expert", {"test": tmp_path / "samples"}, cfg, seed=0, threads=1)
     expert = captioning.score(tmp_path / "samples", reward, base_dir=root / "base", threads=1)
     init = captioning.score(root / "samples" / "init", reward, base_dir=root / "base", threads=1)
     assert_learns(name, expert, init, se_multiple=0.5)
@@ -135,7 +135,7 @@ def image_theta0(tmp_path_factory):
     task["finetune"] |= {"steps": 50, "learning_rate": 0.01, "n_images": 32, "batch_size": 8}
     root = tmp_path_factory.mktemp("image-learns")
     image.pretrain(root / "base", task, seed=0, threads=1)
-    image.generate(root / "base", None, root / "samples" / "init", task, seed=0, threads=1)
+    image.generate(root / "base", None, {"test": root / "samples" / "init"}, task, seed=0, threads=1)
     return root, task
 
 
@@ -148,7 +148,7 @@ def test_image_expert_beats_theta0(image_theta0, name, tmp_path):
     root, task = image_theta0
     reward = task["rewards"][name]
     image.finetune(root / "base", tmp_path / "expert", {name: reward}, {name: 1.0}, task, seed=0, threads=1)
-    image.generate(root / "base", tmp_path / "expert", tmp_path / "samples", task, seed=0, threads=1)
+    image.generate(root / "base", tmp_path / "expert", {"test": tmp_path / "samples"}, task, seed=0, threads=1)
     expert = image.score(tmp_path / "samples", reward, base_dir=root / "base", threads=1)
     init = image.score(root / "samples" / "init", reward, base_dir=root / "base", threads=1)
     assert_learns(name, expert, init, se_multiple=0.5)

@@ -225,7 +225,9 @@ def test_ppo_runs_on_a_jax_without_device_put_replicated(jax_without_replicated,
     np.testing.assert_array_equal(expert.obs_mean, base.obs_mean)
     np.testing.assert_array_equal(expert.obs_std, base.obs_std)
     assert any(not np.array_equal(v, _leaves(base)[k]) for k, v in _leaves(expert).items())
-    locomotion.generate(tmp_path / "base", tmp_path / "expert", tmp_path / "samples", settings, seed=0, threads=1)
+    locomotion.generate(
+        tmp_path / "base", tmp_path / "expert", {"test": tmp_path / "samples"}, settings, seed=0, threads=1
+    )
     episodes = locomotion.read_episodes(tmp_path / "samples")
     assert len(episodes) == 2 and all(0 < e["steps"] <= DATA["episode_length"] for e in episodes)
     cautious = locomotion.score(tmp_path / "samples", CAUTIOUS, base_dir=tmp_path / "base", threads=1)

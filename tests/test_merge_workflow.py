@@ -52,7 +52,7 @@ TEXT = {
         "task_arithmetic": {"lambda_range": [-0.5, 1.5]},
         "fisher": {"samples": 4},
     },
-    "evaluate": {"n_prompts": 16, "max_new_tokens": 12},
+    "evaluate": {"n_prompts": 16, "validation_size": 4, "max_new_tokens": 12},
     "plots": {"samples_in_table": 2},
 }
 
@@ -78,6 +78,7 @@ def run(tmp_path_factory):
 def test_recipes_fishers_and_one_curve_per_method(run):
     results = run / "results" / "text"
     scores = pd.read_csv(results / "scores.csv", keep_default_na=False)
+    scores = scores[scores["split"] == "test"]
     kinds = scores.drop_duplicates("model").groupby("kind")["model"].apply(sorted).to_dict()
     assert kinds["soup"] == ["soup-sentiment@0.5+concise@0.5"]
     assert kinds["fisher"] == ["fisher-sentiment@0.5+concise@0.5"]
@@ -123,8 +124,10 @@ def test_a_recipe_soup_scores_like_the_full_soup(run, tmp_path):
     experts = [results / "experts" / "sentiment", results / "experts" / "concise"]
     settings = {**task, "merge": {**task["merge"], "method": "linear", "options": {}, "store": "full"}}
     text.merge(results / "pretrain" / "model", experts, [0.5, 0.5], tmp_path / "full", settings)
-    text.generate(results / "pretrain" / "model", tmp_path / "full", tmp_path / "samples", task, seed=0, threads=1)
-    recipe_samples = text.read_samples(results / "samples" / "soup-sentiment@0.5+concise@0.5")
+    text.generate(
+        results / "pretrain" / "model", tmp_path / "full", {"test": tmp_path / "samples"}, task, seed=0, threads=1
+    )
+    recipe_samples = text.read_samples(results / "samples" / "soup-sentiment@0.5+concise@0.5" / "test")
     assert text.read_samples(tmp_path / "samples") == recipe_samples
 
 

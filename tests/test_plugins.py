@@ -169,9 +169,10 @@ def test_a_config_uses_the_plugin_reward_without_editing_the_package(plugin_site
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     score = json.loads((tmp_path / target).read_text())
-    samples = [json.loads(line) for line in (tmp_path / "results/text/samples/init/samples.jsonl").open()]
+    samples = [json.loads(line) for line in (tmp_path / "results/text/samples/init/test/samples.jsonl").open()]
     by_hand = [10.0 * s["completion"].count("!") / max(len(s["completion"]), 1) for s in samples]
-    assert score["n"] == 16 and score["mean"] == pytest.approx(sum(by_hand) / len(by_hand))
+    test = score["splits"]["test"]
+    assert test["n"] == 16 and test["mean"] == pytest.approx(sum(by_hand) / len(by_hand))
 
     # Without the plug-in the same config fails before any job, naming the reward and the registered kinds.
     dry = subprocess.run(

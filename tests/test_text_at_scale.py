@@ -214,11 +214,11 @@ def test_a_soup_of_llama_adapters_loads_and_generates(theta0, experts, tmp_path)
     text.merge(base, experts, [0.5, 0.5], tmp_path / "soup", task)
     adapter = json.loads((tmp_path / "soup" / text.ADAPTER_CONFIG).read_text())
     assert adapter["base_model_name_or_path"].endswith("tiny-llama")
-    text.generate(base, tmp_path / "soup", tmp_path / "samples", task, seed=0, threads=1)
+    text.generate(base, tmp_path / "soup", {"test": tmp_path / "samples"}, task, seed=0, threads=1)
     rows = text.read_samples(tmp_path / "samples")
     assert len(rows) == task["evaluate"]["n_prompts"] and all(r["prompt"].startswith("[user] ") for r in rows)
     # The same seed gives the same completions.
-    text.generate(base, tmp_path / "soup", tmp_path / "again", task, seed=0, threads=1)
+    text.generate(base, tmp_path / "soup", {"test": tmp_path / "again"}, task, seed=0, threads=1)
     assert text.read_samples(tmp_path / "again") == rows
     for name in ("helpful", "harmless", "perplexity"):
         scorer = {**task["rewards"], **task["metrics"]}[name]

@@ -87,7 +87,13 @@ def config(hub: dict[str, Path]) -> dict:
                 },
                 "morl": {"mu": [0.5]},
                 "merge": {"grid_points": 3},
-                "evaluate": {"n_prompts": 6, "max_new_tokens": 6, "batch_size": 4, "dtype": "bfloat16"},
+                "evaluate": {
+                    "n_prompts": 6,
+                    "validation_size": 4,
+                    "max_new_tokens": 6,
+                    "batch_size": 4,
+                    "dtype": "bfloat16",
+                },
             }
         },
     }
@@ -114,7 +120,9 @@ def test_the_whole_text_dag_runs_on_a_llama_with_reward_models(run):
     scores = pd.read_csv(results / "scores.csv", keep_default_na=False)
     assert set(scores["reward"]) == {"helpful", "harmless", "perplexity", "concise"}
     assert set(scores["kind"]) == {"init", "expert", "soup", "morl"}
-    assert len(scores) == 5 * 4 and (scores["n"] == 6).all()
+    assert len(scores) == 5 * 4 * 2
+    assert (scores.loc[scores["split"] == "test", "n"] == 6).all()
+    assert (scores.loc[scores["split"] == "validation", "n"] == 4).all()
     # θ0 is referenced, experts and soups are adapters.
     assert not list((results / "pretrain").rglob("*.safetensors"))
     assert json.loads((results / "pretrain" / "model" / "base_model.json").read_text())["content_sha256"]

@@ -108,8 +108,8 @@ def test_exact_soup_equals_interpolated_full_weights(tiny_text_task, experts, tm
 
 def test_generation_is_deterministic_and_scored(tiny_text_task, experts, tmp_path):
     task, base = tiny_text_task
-    text.generate(base, experts[0], tmp_path / "a", task, seed=0, threads=1)
-    text.generate(base, experts[0], tmp_path / "b", task, seed=0, threads=1)
+    text.generate(base, experts[0], {"test": tmp_path / "a"}, task, seed=0, threads=1)
+    text.generate(base, experts[0], {"test": tmp_path / "b"}, task, seed=0, threads=1)
     rows = text.read_samples(tmp_path / "a")
     assert rows == text.read_samples(tmp_path / "b")
     assert len(rows) == task["evaluate"]["n_prompts"]

@@ -8,6 +8,7 @@ and changing one reward's parameter plans exactly the branch that depends on it.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -67,12 +68,19 @@ def run(tmp_path_factory):
 def test_every_artifact_is_written(run):
     workdir, _ = run
     results = workdir / "results" / "text"
-    scores = pd.read_csv(results / "scores.csv", keep_default_na=False)
-    assert list(scores.columns) == ["model", "kind", "weights", "reward", "mean", "std", "n"]
+    both = pd.read_csv(results / "scores.csv", keep_default_na=False)
+    assert list(both.columns) == ["model", "kind", "weights", "reward", "split", "mean", "std", "n"]
+    assert len(both) == 5 * 3 * 2  # init, 2 experts, 1 soup (grid of 3), 1 MORL; x 3 scorers x 2 splits
+    scores = both[both["split"] == "test"]
     assert set(scores["kind"]) == {"init", "expert", "soup", "morl"}
     assert set(scores["reward"]) == {"sentiment", "concise", "perplexity"}
-    assert len(scores) == 5 * 3  # init, 2 experts, 1 soup (grid of 3), 1 MORL; x 3 scorers
-    assert (scores["n"] == 16).all()
+    assert (scores["n"] == 16).all() and (both.loc[both["split"] == "validation", "n"] == 8).all()
+    # Validation prompts are held out from the test prompts (and from training: the data's validation share).
+    samples = {
+        s: (results / "samples" / "init" / s / "samples.jsonl").read_text().splitlines() for s in ("test", "validation")
+    }
+    prompts = {s: {json.loads(line)["prompt"] for line in lines} for s, lines in samples.items()}
+    assert len(samples["validation"]) == 8 and not prompts["test"] & prompts["validation"]
 
     summary = json.loads((results / "summary.json").read_text())
     lmc = summary["lmc"]
@@ -93,6 +101,27 @@ def test_every_artifact_is_written(run):
         "experts/concise",
         "morl/sentiment@0.5+concise@0.5",
     }
+    # Lemma 1 for the MORL μ, λ chosen on validation; Figure 8 over the pool {2 experts, MORL}.
+    (pref,) = summary["preferences"]
+    assert pref["preference"] == {"sentiment": 0.5, "concise": 0.5} and pref["selected"]["selected_on"] == "validation"
+    assert pref["morl"]["model"] == "morl-sentiment@0.5+concise@0.5"
+    assert pref["at_preference"]["model"] == "soup-sentiment@0.5+concise@0.5"
+    chosen = pref["selected"]["model"]
+    assert pref["selected"]["test"]["sentiment"] == pytest.approx(wide.loc[chosen, "sentiment"], abs=2e-6)
+    (figure,) = summary["advantage"]
+    assert figure["M"] == [1, 2, 3] and len(figure["morl"]) == 3
+    assert figure["morl_pool"] == ["expert-sentiment", "expert-concise", "morl-sentiment@0.5+concise@0.5"]
+    assert (results / "figures" / "advantage-sentiment-concise.png").read_bytes()[:4] == b"\x89PNG"
+    # The same answer from the command line, from the cached scores.
+    answer = subprocess.run(
+        [sys.executable, "-m", "rewarded_soups", "select", "--task", "text", "--preference", "sentiment=1,concise=1"],
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert answer.returncode == 0, answer.stderr
+    assert f"chosen on validation: {chosen} " in answer.stdout and "not on disk" not in answer.stdout
 
     for name in ("front-sentiment-concise.png", "lambda_curves-sentiment-concise.png"):
         png = results / "figures" / name
@@ -113,7 +142,8 @@ def test_locomotion_artifacts(run):
     scores = pd.read_csv(results / "scores.csv", keep_default_na=False)
     assert set(scores["kind"]) == {"init", "expert", "soup", "morl"}
     assert set(scores["reward"]) == {"risky", "cautious", "action_cost"}
-    assert len(scores) == 5 * 3 and (scores["n"] == 4).all()
+    assert len(scores) == 5 * 3 * 2 and (scores["n"] == 4).all()
+    scores = scores[scores["split"] == "test"]
     wide = scores.pivot(index="model", columns="reward", values="mean")
     # Both rewards share the forward and alive terms: risky − cautious is exactly Σa² (α 0 vs 1).
     assert ((wide["risky"] - wide["cautious"]) - wide["action_cost"]).abs().max() < 1e-3  # scores.csv rounds
@@ -137,7 +167,8 @@ def test_image_artifacts(run):
     scores = pd.read_csv(results / "scores.csv", keep_default_na=False)
     assert set(scores["kind"]) == {"init", "expert", "soup", "morl"}
     assert set(scores["reward"]) == {"colourful", "contrast", "smooth"}
-    assert len(scores) == 5 * 3 and (scores["n"] == 6).all()
+    assert len(scores) == 5 * 3 * 2
+    assert list(scores.groupby("split")["n"].unique().map(list)) == [[6], [4]]  # test, validation
     summary = json.loads((results / "summary.json").read_text())
     assert summary["lmc"]["n_points"] == 1 and len(summary["lmc"]["classes"]) == 1 and summary["hypervolume"]["rs"] > 0
     assert set(summary["timings"]) >= {"pretrain", "experts/colourful", "experts/contrast"}
@@ -156,7 +187,7 @@ def test_captioning_artifacts(run):
     assert set(scores["kind"]) == {"init", "expert", "soup", "morl", "ensemble", "wise"}
     assert set(scores["reward"]) == {"bleu1", "bleu4", "rouge", "meteor", "cider"}
     # θ0, 5 experts, 5 soups (pair λ=0.5, uniform, clockwise M=2..4), MORL, 1 ensemble, 2 WiSE; × 5 metrics.
-    assert len(scores) == 15 * 5 and (scores["n"] == 8).all()
+    assert len(scores) == 15 * 5 * 2 and (scores["n"] == 8).all()  # validation: all of data.valid_images
     assert ((scores["mean"] >= 0) & (scores["mean"] <= 10)).all()
     summary = json.loads((results / "summary.json").read_text())
     pair = summary["pairs"][0]
@@ -200,6 +231,7 @@ def test_changing_one_reward_reruns_only_its_branch(run):
     assert "task=text, model=expert-sentiment, reward=sentiment" not in scored
     assert "task=text, model=init, reward=perplexity" not in scored
     assert sorted(set(rules) - {"expert", "morl", "soup", "generate", "score"}) == [
+        "advantage",
         "figures",
         "samples_table",
         "scores_table",
@@ -223,7 +255,7 @@ def _planned_after_edit(run, module: str, old: str, new: str) -> list[tuple[str,
 
 def test_editing_a_plotting_function_reruns_only_the_figures(run):
     jobs = _planned_after_edit(run, "rewarded_soups/plots.py", "def plot_front(", "EDITED = True\n\n\ndef plot_front(")
-    assert {rule for rule, _ in jobs} == {"figures", "spider"}
+    assert {rule for rule, _ in jobs} == {"figures", "spider", "advantage"}
     assert {w.split(",")[0] for r, w in jobs if r == "figures"} == {
         f"task={t}" for t in ("text", "locomotion", "image", "captioning")
     }
@@ -288,7 +320,7 @@ def test_changing_an_image_metric_only_rescores(run):
             "morl-colourful@0.5+contrast@0.5",
         )
     )
-    assert {r for r, _ in jobs} == {"score", "scores_table", "summary", "figures"}
+    assert {r for r, _ in jobs} == {"score", "scores_table", "summary", "figures", "advantage"}
 
 
 def test_same_config_and_seed_give_the_same_scores(run, tmp_path):

@@ -22,6 +22,11 @@ Contracts:
   ``seconds``.
 * ``pretrain`` returns its metrics (``seconds`` included); the workflow writes
   them next to θ0 (``pretrain/metrics.json``).
+* ``generate`` writes every model's outputs on two held-out splits
+  (:data:`EVALUATION_SPLITS`): ``test``, which the figures and summaries
+  report, and ``validation`` (``evaluate.validation_size`` inputs, disjoint
+  from training and test), on which λ is selected for a preference (Lemma 1,
+  Figure 8). The same inputs (and sampling seeds) for every model.
 
 Optional hooks (a task defines them or not; the workflow asks
 :meth:`rewarded_soups.registry.TaskSpec.implements`):
@@ -54,6 +59,13 @@ from pathlib import Path
 from typing import Any, Protocol
 
 TRAIN_METRICS = "train_metrics.json"
+# Held-out splits every model is evaluated on; ``test`` is the one reported.
+EVALUATION_SPLITS = ("validation", "test")
+
+
+def split_samples(samples_dir: Path, split: str = "test") -> Path:
+    """Where a generate job put one split's samples: ``samples/{model}/{split}``."""
+    return Path(samples_dir) / split
 
 
 class Task(Protocol):
@@ -97,13 +109,16 @@ class Task(Protocol):
         self,
         base_dir: Path,
         model_dir: Path | None,
-        out_dir: Path,
+        out_dirs: dict[str, Path],
         settings: dict[str, Any],
         *,
         seed: int,
         threads: int,
     ) -> None:
-        """Produce the model's outputs on the held-out inputs (``model_dir`` None means θ0)."""
+        """Write the model's outputs on each held-out split into ``out_dirs[split]`` (``model_dir`` None: θ0).
+
+        The model is loaded once for every split in ``out_dirs`` (:data:`EVALUATION_SPLITS`).
+        """
 
     def score(self, samples_dir: Path, reward: dict[str, Any], *, base_dir: Path, threads: int) -> list[float]:
         """One reward value per held-out sample."""

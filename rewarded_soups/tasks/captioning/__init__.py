@@ -42,6 +42,12 @@ def check_settings(task: dict[str, Any]) -> None:
         raise ValueError(f"pretrain.model.d_model ({model['d_model']}) must be a multiple of heads ({model['heads']})")
     if task["data"]["image_size"] % 4:
         raise ValueError(f"data.image_size ({task['data']['image_size']}) must be a multiple of 4 (encoder stride)")
+    for key, available in (("n_images", "test_images"), ("validation_size", "valid_images")):
+        if (task["evaluate"].get(key) or 0) > task["data"][available]:
+            raise ValueError(
+                f"evaluate.{key} ({task['evaluate'][key]}) exceeds data.{available} ({task['data'][available]}): "
+                f"lower it or generate more images"
+            )
     for section in ("finetune", "evaluate"):
         if task[section]["max_len"] > model["max_len"]:
             raise ValueError(
@@ -247,9 +253,15 @@ def ensemble(
 
 
 def generate(
-    base_dir: Path, model_dir: Path | None, out_dir: Path, settings: dict[str, Any], *, seed: int, threads: int
+    base_dir: Path,
+    model_dir: Path | None,
+    out_dirs: dict[str, Path],
+    settings: dict[str, Any],
+    *,
+    seed: int,
+    threads: int,
 ) -> None:
-    """Greedy captions of the test images (the paper evaluates greedy/beam decoding), with their references."""
+    """Greedy captions of each held-out split's images (the paper evaluates greedy/beam decoding), with references."""
     torch_threads(threads)
     from rewarded_soups.tasks.captioning import model as captioner
     from rewarded_soups.tasks.captioning.data import Vocab
@@ -257,24 +269,33 @@ def generate(
     from rewarded_soups.tasks.captioning.scst import greedy_captions
 
     base_dir, cfg = Path(base_dir), settings["evaluate"]
-    test = _splits(settings["data"], seed).test
-    images, references = test.images[: cfg["n_images"]], test.captions[: cfg["n_images"]]
+    splits = _splits(settings["data"], seed)
     vocab = Vocab.load(base_dir / VOCAB_FILE)
     model_dir = Path(model_dir) if model_dir is not None else base_dir
-    if (model_dir / ENSEMBLE_FILE).exists():
+    ensemble = (model_dir / ENSEMBLE_FILE).exists()
+    if ensemble:
         manifest = json.loads((model_dir / ENSEMBLE_FILE).read_text())
         members = [captioner.load(Path(d)) for d in manifest["members"]]
-        pixels = images_to_tensor(images)
-        captions = []
-        for start in range(0, len(pixels), 256):
-            ids = captioner.ensemble_greedy(members, manifest["weights"], pixels[start : start + 256], cfg["max_len"])
-            captions += vocab.decode_batch(ids.tolist())
     else:
-        captions = greedy_captions(captioner.load(model_dir), images, vocab, cfg["max_len"])
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    records = [{"caption": c, "references": list(r)} for c, r in zip(captions, references)]
-    (out_dir / CAPTIONS_FILE).write_text(json.dumps(records, indent=1))
+        model = captioner.load(model_dir)
+    for split, out_dir in out_dirs.items():
+        held_out, n = (splits.test, cfg["n_images"]) if split == "test" else (splits.valid, cfg["validation_size"])
+        n = len(held_out.images) if n is None else n
+        images, references = held_out.images[:n], held_out.captions[:n]
+        if ensemble:
+            pixels = images_to_tensor(images)
+            captions = []
+            for start in range(0, len(pixels), 256):
+                ids = captioner.ensemble_greedy(
+                    members, manifest["weights"], pixels[start : start + 256], cfg["max_len"]
+                )
+                captions += vocab.decode_batch(ids.tolist())
+        else:
+            captions = greedy_captions(model, images, vocab, cfg["max_len"])
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        records = [{"caption": c, "references": list(r)} for c, r in zip(captions, references)]
+        (out_dir / CAPTIONS_FILE).write_text(json.dumps(records, indent=1))
 
 
 def read_captions(samples_dir: Path) -> list[dict[str, Any]]:

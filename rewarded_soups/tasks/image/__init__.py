@@ -38,7 +38,7 @@ IMAGES_FILE = "images.safetensors"
 PROMPTS_FILE = "prompts.json"
 # Offsets of the scene seeds of each split from the workflow seed: the
 # pre-training scenes, the fine-tuning prompts and the evaluation prompts never share a scene.
-_SPLITS = {"train": 0, "finetune": 1, "test": 2}
+_SPLITS = {"train": 0, "finetune": 1, "test": 2, "validation": 3}
 
 
 def check_settings(task: dict[str, Any]) -> None:
@@ -201,9 +201,15 @@ def merge(
 
 
 def generate(
-    base_dir: Path, model_dir: Path | None, out_dir: Path, settings: dict[str, Any], *, seed: int, threads: int
+    base_dir: Path,
+    model_dir: Path | None,
+    out_dirs: dict[str, Path],
+    settings: dict[str, Any],
+    *,
+    seed: int,
+    threads: int,
 ) -> None:
-    """Images for the held-out prompts, one fixed noise seed per prompt shared by every model."""
+    """Images for each split's held-out prompts, one fixed noise seed per prompt shared by every model."""
     torch_threads(threads)
     from safetensors.numpy import save_file
 
@@ -211,11 +217,13 @@ def generate(
 
     data, cfg = settings["data"], settings["evaluate"]
     pipe = load(Path(base_dir), Path(model_dir) if model_dir is not None else None)
-    prompts, images = _sample_split(pipe, data, cfg, "test", cfg["n_prompts"], seed)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    save_file({"images": images}, str(out_dir / IMAGES_FILE))
-    (out_dir / PROMPTS_FILE).write_text(json.dumps(prompts, indent=1))
+    for split, out_dir in out_dirs.items():
+        n = cfg["n_prompts"] if split == "test" else cfg["validation_size"]
+        prompts, images = _sample_split(pipe, data, cfg, split, n, seed)
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        save_file({"images": images}, str(out_dir / IMAGES_FILE))
+        (out_dir / PROMPTS_FILE).write_text(json.dumps(prompts, indent=1))
 
 
 def read_samples(samples_dir: Path) -> tuple[np.ndarray, list[str]]:

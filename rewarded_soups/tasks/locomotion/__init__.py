@@ -98,10 +98,20 @@ def merge(
     run(spec, Path(out_dir), settings.get("merge", {}))
 
 
+# Initial states of each evaluation split: its own random stream (test keeps the states it always had).
+ROLLOUT_STREAMS = {"test": 0, "validation": 1}
+
+
 def generate(
-    base_dir: Path, model_dir: Path | None, out_dir: Path, settings: dict[str, Any], *, seed: int, threads: int
+    base_dir: Path,
+    model_dir: Path | None,
+    out_dirs: dict[str, Path],
+    settings: dict[str, Any],
+    *,
+    seed: int,
+    threads: int,
 ) -> None:
-    """Deterministic rollouts from the same initial states for every model."""
+    """Deterministic rollouts from each split's initial states, the same for every model."""
     configure_jax(threads)
     from safetensors.numpy import save_file
 
@@ -109,12 +119,17 @@ def generate(
     from rewarded_soups.tasks.locomotion.rollout import rollout
 
     policy = io.load(Path(model_dir) if model_dir is not None else Path(base_dir))
-    episodes, trajectory = rollout(policy, settings["data"], settings["evaluate"]["episodes"], seed=seed)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / EPISODES_FILE).write_text(json.dumps(episodes, indent=1))
-    save_file(trajectory, str(out_dir / TRAJECTORY_FILE))
-    log.info("%d episodes, mean length %.1f", len(episodes), sum(e["steps"] for e in episodes) / len(episodes))
+    cfg = settings["evaluate"]
+    for split, out_dir in out_dirs.items():
+        n = cfg["episodes"] if split == "test" else cfg["validation_size"]
+        episodes, trajectory = rollout(policy, settings["data"], n, seed=seed, stream=ROLLOUT_STREAMS[split])
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / EPISODES_FILE).write_text(json.dumps(episodes, indent=1))
+        save_file(trajectory, str(out_dir / TRAJECTORY_FILE))
+        log.info(
+            "%s: %d episodes, mean length %.1f", split, len(episodes), sum(e["steps"] for e in episodes) / len(episodes)
+        )
 
 
 def read_episodes(samples_dir: Path) -> list[dict[str, float]]:

@@ -49,9 +49,12 @@ def inference_fn(policy: Policy):
 
 
 def rollout(
-    policy: Policy, data: dict[str, Any], n_episodes: int, *, seed: int
+    policy: Policy, data: dict[str, Any], n_episodes: int, *, seed: int, stream: int = 0
 ) -> tuple[list[dict[str, float]], dict[str, np.ndarray]]:
-    """Per-episode records, and the body positions/rotations of episode 0 until it ends."""
+    """Per-episode records, and the body positions/rotations of episode 0 until it ends.
+
+    ``stream`` > 0 draws the initial states from another random stream of ``seed`` (another split).
+    """
     import jax
     import jax.numpy as jnp
 
@@ -77,7 +80,8 @@ def rollout(
         (_, _, last_x), (terms, frames) = jax.lax.scan(step, (state, running, x0), None, length=data["episode_length"])
         return terms.sum(0), last_x - x0, frames
 
-    keys = jax.random.split(jax.random.PRNGKey(seed), n_episodes)
+    key = jax.random.PRNGKey(seed)
+    keys = jax.random.split(jax.random.fold_in(key, stream) if stream else key, n_episodes)
     sums, distance, (pos, rot, alive) = jax.device_get(jax.jit(run)(params, keys))
     episodes = [
         {

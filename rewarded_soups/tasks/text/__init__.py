@@ -214,22 +214,31 @@ def load_model(base_dir: Path, model_dir: Path | None, *, dtype: str = "float32"
 SAMPLES_FILE = "samples.jsonl"
 
 
-def evaluation_prompts(settings: dict[str, Any], tokenizer: Any, seed: int) -> list[str]:
-    """The held-out prompts as the policy reads them (chat template applied when configured)."""
+def evaluation_prompts(settings: dict[str, Any], tokenizer: Any, seed: int, split: str = "test") -> list[str]:
+    """A held-out split's prompts as the policy reads them (chat template applied when configured)."""
     from rewarded_soups.tasks.text.data import prompts_of
     from rewarded_soups.tasks.text.policy import policy_prompts
 
-    prompts = prompts_of(_splits(settings, seed).test, settings["data"])[: settings["evaluate"]["n_prompts"]]
+    splits, cfg = _splits(settings, seed), settings["evaluate"]
+    texts, n = (splits.test, cfg["n_prompts"]) if split == "test" else (splits.valid, cfg["validation_size"])
+    prompts = prompts_of(texts, settings["data"])[:n]
     return policy_prompts(prompts, tokenizer, settings["data"]["chat_template"])
 
 
-def generate(
-    base_dir: Path, model_dir: Path | None, out_dir: Path, settings: dict[str, Any], *, seed: int, threads: int
-) -> None:
-    """Sample one completion per held-out prompt; batch b uses seed+b for every model."""
-    import torch
-    from tqdm.auto import tqdm
+# Sampling seeds of split s, batch b: SPLIT_SEED_OFFSET[s] + seed + b (test keeps the seeds it always had).
+SPLIT_SEED_OFFSET = {"test": 0, "validation": 1_000_003}
 
+
+def generate(
+    base_dir: Path,
+    model_dir: Path | None,
+    out_dirs: dict[str, Path],
+    settings: dict[str, Any],
+    *,
+    seed: int,
+    threads: int,
+) -> None:
+    """Sample one completion per held-out prompt of each split; batch b uses the same seed for every model."""
     from rewarded_soups.gpus import torch_device
 
     torch_threads(threads)
@@ -238,12 +247,25 @@ def generate(
     tokenizer, model = load_model(
         Path(base_dir), Path(model_dir) if model_dir else None, dtype=cfg["dtype"], device=device
     )
-    prompts = evaluation_prompts(settings, tokenizer, seed)
+    for split, out_dir in out_dirs.items():
+        prompts = evaluation_prompts(settings, tokenizer, seed, split)
+        rows = _sample(model, tokenizer, prompts, cfg, seed + SPLIT_SEED_OFFSET[split], device, split)
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        with open(out_dir / SAMPLES_FILE, "w") as fh:
+            for row in rows:
+                fh.write(json.dumps(row) + "\n")
+
+
+def _sample(model, tokenizer, prompts: list[str], cfg: dict[str, Any], seed: int, device, split: str) -> list[dict]:
+    import torch
+    from tqdm.auto import tqdm
+
     rows = []
     batches = range(0, len(prompts), cfg["batch_size"])
     started = time.time()
     new_tokens = 0
-    for b, i in enumerate(tqdm(batches, desc="generate", mininterval=10)):
+    for b, i in enumerate(tqdm(batches, desc=f"generate {split}", mininterval=10)):
         batch = prompts[i : i + cfg["batch_size"]]
         enc = tokenizer(batch, return_tensors="pt", padding=True).to(device)
         # The same seed for every model: differences between models are the models'.
@@ -265,18 +287,15 @@ def generate(
         rows.extend({"prompt": p, "completion": t} for p, t in zip(batch, texts))
     seconds = time.time() - started
     log.info(
-        "generated %d completions on %s: %d new tokens in %.1f s (%.0f tokens/s)",
+        "%s: generated %d completions on %s: %d new tokens in %.1f s (%.0f tokens/s)",
+        split,
         len(rows),
         device,
         new_tokens,
         seconds,
         new_tokens / max(seconds, 1e-9),
     )
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    with open(out_dir / SAMPLES_FILE, "w") as fh:
-        for row in rows:
-            fh.write(json.dumps(row) + "\n")
+    return rows
 
 
 def read_samples(samples_dir: Path) -> list[dict[str, str]]:
