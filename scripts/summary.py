@@ -23,6 +23,7 @@ with logged(snakemake) as log:
         reference=snakemake.params.reference,
         timings=timings,
         pairs=snakemake.params.pairs,
+        preferences=snakemake.params.preferences,
     )
     summary = {"task": snakemake.wildcards.task, **summary, "metrics": list(snakemake.params.metrics)}
     summary["pretrain"] = read_json(snakemake.input.pretrain)
