@@ -48,6 +48,37 @@ def canonical(value: Any) -> Any:
     return value
 
 
+# Which config sections each stage reads: they go through params:, so a change
+# reruns exactly the stages (and branches) that read it; a task adds the keys
+# its own schema defines in generic sections (TaskSpec.reads). Display-only
+# keys (plots) reach only figure and table jobs.
+# A "section.key" entry passes one key (deeper paths too): which soups exist (merge.grid_points,
+# pairs, subsets) must not make the existing ones stale, only how one is made.
+STAGE_SECTIONS = {
+    "pretrain": ("data", "pretrain"),
+    "finetune": ("data", "finetune"),
+    "merge": (),
+    "ensemble": (),
+    "fisher": ("data", "finetune", "merge.fisher.samples"),
+    "generate": ("data", "evaluate"),
+    "qualitative": ("data", "evaluate"),
+}
+
+
+def stage_settings(task: dict[str, Any], stage: str, out: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The config entries ``stage`` reads for a task (generic and the task's own), added into ``out``."""
+    from rewarded_soups.registry import task_spec
+
+    out = {} if out is None else out
+    for entry in (*STAGE_SECTIONS[stage], *task_spec(task["kind"]).reads.get(stage, ())):
+        *parents, key = entry.split(".")
+        source, target = task, out
+        for parent in parents:
+            source, target = source[parent], target.setdefault(parent, {})
+        target[key] = source[key]
+    return out
+
+
 def rewards(task: dict[str, Any]) -> list[str]:
     return list(task["rewards"])
 

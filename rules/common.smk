@@ -1,5 +1,6 @@
 # Shared by every rule: config validation, wildcard constraints, input functions.
 import functools
+import os
 import sys
 
 sys.path.insert(0, workflow.basedir)
@@ -9,7 +10,7 @@ from pathlib import Path
 from snakemake.exceptions import WorkflowError
 from snakemake.logging import logger
 
-from rewarded_soups import codedigest, plan, registry
+from rewarded_soups import codedigest, plan, registry, theta0
 from rewarded_soups.config import ConfigError, merged_config_warnings, validate_config
 from rewarded_soups.grid import parse_mix, renormalise
 from rewarded_soups.merging.methods import METHODS
@@ -34,22 +35,35 @@ TASKS = {name: task for name, task in config["tasks"].items() if task["enabled"]
 SPECS = {name: registry.task_spec(task["kind"]) for name, task in TASKS.items()}
 SEED = config["seed"]
 
-# Which config sections each stage reads: they go through params:, so a change
-# reruns exactly the stages (and branches) that read it; a task adds the keys
-# its own schema defines in generic sections (TaskSpec.reads). Display-only
-# keys (plots) reach only figure and table jobs.
-# A "section.key" entry passes one key (deeper paths too): which soups exist (merge.grid_points,
-# pairs, subsets) must not make the existing ones stale, only how one is made.
-STAGE_SECTIONS = {
-    "pretrain": ("data", "pretrain"),
-    "finetune": ("data", "finetune"),
-    "merge": (),
-    "ensemble": (),
-    "fisher": ("data", "finetune", "merge.fisher.samples"),
-    "generate": ("data", "evaluate"),
-    "qualitative": ("data", "evaluate"),
-}
 
+@functools.cache
+def _task_code(kind, function, reward_kinds):
+    spec = registry.task_spec(kind)
+    entries = [f"{spec.module}:{function}", *(registry.reward_spec(k).module for k in reward_kinds)]
+    return codedigest.digest(entries)
+
+
+def shipped_theta0(name):
+    """A task's shipped θ0 directory (``theta0``), or None when θ0 is pre-trained here."""
+    value = TASKS[name]["theta0"]
+    return theta0.resolve(value, Path(workflow.basedir)) if value else None
+
+
+for _name, _task in TASKS.items():
+    if shipped_theta0(_name) is None:
+        continue
+    try:
+        for warning in theta0.check(
+            shipped_theta0(_name),
+            where=f"tasks.{_name}",
+            kind=_task["kind"],
+            settings=plan.canonical(plan.stage_settings(_task, "pretrain")),
+            seed=SEED,
+            code=_task_code(_task["kind"], "pretrain", ()),
+        ):
+            logger.warning(f"warning: {warning}")
+    except ValueError as err:
+        raise WorkflowError(f"invalid configuration: {err}") from None
 
 wildcard_constraints:
     task="|".join(TASKS) or "no_task_enabled",
@@ -62,15 +76,7 @@ wildcard_constraints:
 
 
 def _read(task_name, stage, out=None):
-    """The config entries ``stage`` reads for a task (generic and the task's own), added into ``out``."""
-    task, out = TASKS[task_name], {} if out is None else out
-    for entry in (*STAGE_SECTIONS[stage], *SPECS[task_name].reads.get(stage, ())):
-        *parents, key = entry.split(".")
-        source, target = task, out
-        for parent in parents:
-            source, target = source[parent], target.setdefault(parent, {})
-        target[key] = source[key]
-    return out
+    return plan.stage_settings(TASKS[task_name], stage, out)
 
 
 def settings(stage):
@@ -142,13 +148,6 @@ def score_gpu(wildcards):
     return task["resources"]["evaluate"]["gpu"] if registry.reward_spec(kind).uses_device else 0
 
 
-@functools.cache
-def _task_code(kind, function, reward_kinds):
-    spec = registry.task_spec(kind)
-    entries = [f"{spec.module}:{function}", *(registry.reward_spec(k).module for k in reward_kinds)]
-    return codedigest.digest(entries)
-
-
 def task_code(function):
     """Digest of the code a task job runs (params): the task's ``function`` and the rewards it uses.
 
@@ -209,6 +208,15 @@ def model_entry(wildcards):
         return plan.model_by_name(TASKS[wildcards.task], wildcards.model)
     except KeyError as err:
         raise WorkflowError(f"{wildcards.task}: {err}") from None
+
+
+def shipped_files(wildcards):
+    """A shipped θ0's files (inputs of pretrain: replacing one reruns it and what follows)."""
+    directory = shipped_theta0(wildcards.task)
+    if directory is None:
+        return []
+    # Relative to the working directory, so that moving the whole tree changes no input path.
+    return sorted(os.path.relpath(p) for p in directory.rglob("*") if p.is_file() and not p.name.startswith("."))
 
 
 def model_checkpoint(wildcards):

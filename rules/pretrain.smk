@@ -1,6 +1,7 @@
 rule pretrain:
     input:
         local=local_inputs("pretrain"),
+        shipped=shipped_files,
     output:
         model=directory("results/{task}/pretrain/model"),
         metrics="results/{task}/pretrain/metrics.json",
@@ -8,6 +9,7 @@ rule pretrain:
         kind=task_kind,
         settings=settings("pretrain"),
         seed=SEED,
+        theta0=lambda w: TASKS[w.task]["theta0"] or "",
         code=task_code("pretrain"),
     threads: resource("pretrain", "threads")
     resources:

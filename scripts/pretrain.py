@@ -1,16 +1,26 @@
-"""Train θ0 (rule pretrain)."""
+"""Train θ0, or copy the task's shipped θ0 (rule pretrain)."""
 
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # the package, also outside an install
 
+from rewarded_soups import theta0
 from rewarded_soups.registry import load_task
 from rewarded_soups.workflow import logged, write_json
 
-with logged(snakemake):
-    task = load_task(snakemake.params.kind)
-    metrics = task.pretrain(
-        Path(snakemake.output.model), snakemake.params.settings, seed=snakemake.params.seed, threads=snakemake.threads
-    )
-    write_json(snakemake.output.metrics, metrics)
+with logged(snakemake) as log:
+    if snakemake.params.theta0:
+        # The workflow's directory: relative theta0 paths are relative to it.
+        shipped = theta0.resolve(snakemake.params.theta0, Path(snakemake.scriptdir).parent)
+        metrics = theta0.install(shipped, Path(snakemake.output.model), snakemake.output.metrics)
+        log.info("θ0 copied from %s (trained in %.0f s when it was made)", shipped, metrics["trained_seconds"] or 0)
+    else:
+        task = load_task(snakemake.params.kind)
+        metrics = task.pretrain(
+            Path(snakemake.output.model),
+            snakemake.params.settings,
+            seed=snakemake.params.seed,
+            threads=snakemake.threads,
+        )
+        write_json(snakemake.output.metrics, metrics)

@@ -440,3 +440,32 @@ def test_a_corrupted_expert_is_reported_and_never_merged(run):
     assert repaired.returncode == 0, repaired.stdout[-3000:] + repaired.stderr[-3000:]
     assert planned_jobs(workdir, config) == []
     assert (workdir / "results/text/scores.csv").read_bytes() == scores
+
+
+def test_a_shipped_theta0_gives_the_same_results_as_pretraining(run, tmp_path):
+    """Ship the run's text θ0 with the tool, start a new run from it: same scores, no training of θ0."""
+    workdir, config = run
+    shipped = tmp_path / "theta0-text"
+    tool = [sys.executable, str(ROOT / "tools" / "ship-theta0.py"), "--run", str(workdir), "--task", "text"]
+    made = subprocess.run([*tool, "--config", str(config), "--out", str(shipped)], capture_output=True, text=True)
+    assert made.returncode == 0, made.stderr
+    assert json.loads((shipped / "made_by.json").read_text())["settings"]["pretrain"]["steps"] == 60
+
+    data = yaml.safe_load(config.read_text())
+    text = {**data["tasks"]["text"], "theta0": str(shipped)}
+    new = tmp_path / "new"
+    new.mkdir()
+    (new / "config.yaml").write_text(yaml.safe_dump({"seed": 0, "tasks": {"text": text}}, sort_keys=False))
+    result = snakemake(new, new / "config.yaml", "results/text/scores.csv", "--replace-workflow-config")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    metrics = json.loads((new / "results/text/pretrain/metrics.json").read_text())
+    assert metrics["shipped_from"] == str(shipped) and metrics["seconds"] < metrics["trained_seconds"]
+    before = (workdir / "results/text/scores.csv").read_text()
+    assert (new / "results/text/scores.csv").read_text() == before
+
+    # A config that would train another θ0 is refused before any job, naming the key and the switch.
+    text["pretrain"] = {**text["pretrain"], "steps": 61}
+    (new / "other.yaml").write_text(yaml.safe_dump({"seed": 0, "tasks": {"text": text}}, sort_keys=False))
+    dry = snakemake(new, new / "other.yaml", "--dry-run", "--replace-workflow-config")
+    assert dry.returncode != 0
+    assert "tasks.text.theta0:" in dry.stderr and "pretrain.steps: shipped 60, config 61" in dry.stderr
