@@ -163,6 +163,7 @@ def expected_advantage(
     on_pair = test[np.all(_weights(test, rewards)[:, [rewards.index(r) for r in others]] == 0, axis=1)]
     rs = _rs_candidates(on_pair, rewards)
     experts = on_pair[on_pair["kind"] == "expert"]
+    experts = experts.iloc[np.argsort(-_weights(experts, pair)[:, 0], kind="stable")]  # pair[0]'s expert first
     morl_runs = on_pair[on_pair["kind"] == "morl"]
     if morl_runs.empty or len(experts) != 2:
         return None

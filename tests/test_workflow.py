@@ -346,7 +346,7 @@ def test_bad_config_fails_before_any_job_and_names_the_key(run, tmp_path):
     assert sorted(p.relative_to(workdir) for p in (workdir / "results").rglob("*")) == before
 
 
-ANALYSIS_RULES = {"summary", "figures", "samples_table", "qualitative", "spider", "regenerate"}
+ANALYSIS_RULES = {"summary", "figures", "advantage", "samples_table", "qualitative", "spider", "regenerate"}
 
 
 def test_plot_settings_change_no_training_or_evaluation(run, tmp_path):
@@ -383,7 +383,7 @@ def test_regenerate_rebuilds_figures_from_cached_scores_only(run):
     result = snakemake(workdir, config, "regenerate", "--dry-run")
     assert result.returncode == 0, result.stdout + result.stderr
     jobs = re.findall(r"^(?:local)?rule (\w+):", result.stdout + result.stderr, flags=re.M)
-    assert set(jobs) == {"figures", "samples_table", "qualitative", "spider", "regenerate"}, jobs
+    assert set(jobs) == {"figures", "advantage", "samples_table", "qualitative", "spider", "regenerate"}, jobs
     result = snakemake(workdir, config, "regenerate")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert (workdir / "results" / "locomotion" / "figures" / "front-risky-cautious.png").exists()
