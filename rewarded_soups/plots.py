@@ -206,7 +206,8 @@ def plot_front(
     ax.set_title(f"{title}: Pareto front of rewarded soups" if title else "Pareto front of rewarded soups")
     caption = lmc_caption(pair_lmc(scores, rewards, axes))
     if caption:
-        ax.text(0.01, 0.01, caption, transform=ax.transAxes, fontsize=7, color="#444444", va="bottom")
+        # Under the x label: inside the axes the legend could hide it.
+        ax.text(0.0, -0.13, caption, transform=ax.transAxes, fontsize=7, color="#444444", va="top")
     ax.legend(fontsize=8, loc="best", frameon=True)
     fig.tight_layout()
     Path(out).parent.mkdir(parents=True, exist_ok=True)
