@@ -468,4 +468,5 @@ def test_a_shipped_theta0_gives_the_same_results_as_pretraining(run, tmp_path):
     (new / "other.yaml").write_text(yaml.safe_dump({"seed": 0, "tasks": {"text": text}}, sort_keys=False))
     dry = snakemake(new, new / "other.yaml", "--dry-run", "--replace-workflow-config")
     assert dry.returncode != 0
-    assert "tasks.text.theta0:" in dry.stderr and "pretrain.steps: shipped 60, config 61" in dry.stderr
+    out = dry.stdout + dry.stderr
+    assert "tasks.text.theta0:" in out and "pretrain.steps: shipped 60, config 61" in out
