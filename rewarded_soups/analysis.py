@@ -8,7 +8,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from rewarded_soups.grid import parse_mix
 from rewarded_soups.pareto import (
     auto_reference,
     hypervolume,
@@ -17,18 +16,12 @@ from rewarded_soups.pareto import (
     lmc_summary,
     pareto_front,
 )
-from rewarded_soups.scores import standard_errors, wide
+from rewarded_soups.scores import on_simplex, rs_table, standard_errors, weight_matrix, wide
 from rewarded_soups.selection import SELECTION_SPLIT, expected_advantage, select
 
 REFERENCE_RULE = (
     "per-reward minimum over all evaluated models (init, experts, soups, MORL) minus 5% of that reward's observed range"
 )
-
-
-def weight_matrix(table: pd.DataFrame, rewards: Sequence[str]) -> np.ndarray:
-    """Weight vector of every row, in ``rewards`` order (missing rewards weigh 0; θ0 has none)."""
-    mixes = [parse_mix(w) if w else {} for w in table["weights"]]
-    return np.array([[m.get(r, 0.0) for r in rewards] for m in mixes], dtype=float).reshape(len(mixes), len(rewards))
 
 
 # Every other kind in scores.csv is a merge method beyond the first (merge.method), named after it.
@@ -38,18 +31,6 @@ STANDARD_KINDS = ("init", "expert", "soup", "morl", "ensemble", "wise")
 def method_kinds(table: pd.DataFrame) -> list[str]:
     """Kinds of the models made by further merge methods (ties, dare, …), in order of appearance."""
     return [k for k in dict.fromkeys(table["kind"]) if k not in STANDARD_KINDS]
-
-
-def on_simplex(table: pd.DataFrame, rewards: Sequence[str]) -> np.ndarray:
-    """Rows whose weights lie in [0, 1] (extrapolated task-arithmetic points do not)."""
-    w = weight_matrix(table, rewards)
-    return np.all((w >= -1e-9) & (w <= 1 + 1e-9), axis=1)
-
-
-def rs_table(table: pd.DataFrame, rewards: Sequence[str], kind: str = "soup") -> pd.DataFrame:
-    """Experts and the soups of one merge method on the simplex: the models that make its front."""
-    rows = table[table["kind"].isin(["expert", kind])]
-    return rows[on_simplex(rows, rewards)]
 
 
 def lmc_report(

@@ -83,34 +83,28 @@ def rewards(task: dict[str, Any]) -> list[str]:
     return list(task["rewards"])
 
 
+def preference_weights(mu: Any, names: list[str]) -> list[float]:
+    """A preference written like ``morl.mu`` as one weight per reward: a number is the first reward's
+    weight (N = 2), a list gives every weight, a mapping names the rewards that weigh."""
+    if isinstance(mu, dict):
+        return [float(mu.get(r, 0.0)) for r in names]
+    return [float(w) for w in (mu if isinstance(mu, list) else [mu, 1.0 - mu])]
+
+
 def morl_mixes(task: dict[str, Any]) -> list[dict[str, float]]:
     names = rewards(task)
     mixes = []
     for mu in task["morl"]["mu"]:
-        if isinstance(mu, dict):
-            vector = [mu.get(r, 0.0) for r in names]
-        else:
-            vector = mu if isinstance(mu, list) else [mu, 1.0 - mu]
-        mix = as_mix(names, normalise(vector))
+        mix = as_mix(names, normalise(preference_weights(mu, names)))
         # With many rewards, name only those that weigh (bleu1@0.5+rouge@0.5).
         mixes.append({r: w for r, w in mix.items() if w > 0} if len(names) > 2 else mix)
     return mixes
 
 
 def preferences(task: dict[str, Any]) -> list[dict[str, float]]:
-    """The preferences summary.json reports (Lemma 1): ``analysis.preferences``, else the MORL μ's, else uniform.
-
-    Written like ``morl.mu`` (a number: the first reward's weight; a list; a mapping of the rewards that weigh).
-    """
+    """The preferences summary.json reports (Lemma 1): ``analysis.preferences``, else the MORL μ's, else uniform."""
     names = rewards(task)
-    configured = task["analysis"].get("preferences") or []
-    out = []
-    for mu in configured:
-        if isinstance(mu, dict):
-            out.append({r: float(mu.get(r, 0.0)) for r in names})
-        else:
-            vector = mu if isinstance(mu, list) else [mu, 1.0 - mu]
-            out.append(dict(zip(names, map(float, vector))))
+    out = [dict(zip(names, preference_weights(mu, names))) for mu in task["analysis"].get("preferences") or []]
     if not out:
         out = [{r: float(m.get(r, 0.0)) for r in names} for m in morl_mixes(task)]
     return out or [{r: 1.0 / len(names) for r in names}]

@@ -25,9 +25,9 @@ import pandas as pd
 import seaborn as sns
 
 from rewarded_soups import registry
-from rewarded_soups.analysis import method_kinds, weight_matrix
+from rewarded_soups.analysis import method_kinds
 from rewarded_soups.grid import format_weight
-from rewarded_soups.scores import standard_errors, wide
+from rewarded_soups.scores import standard_errors, weight_matrix, wide
 
 PALETTE = {
     "init": "#222222",

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
+
+from rewarded_soups.grid import parse_mix
 
 COLUMNS = ["model", "kind", "weights", "reward", "split", "mean", "std", "n"]
 MODEL_KINDS = ("init", "expert", "soup", "morl", "ensemble", "wise")
@@ -61,3 +64,21 @@ def standard_errors(scores: pd.DataFrame, split: str = REPORTED_SPLIT) -> pd.Dat
     scores = of_split(scores, split)
     sem = scores.assign(sem=scores["std"] / scores["n"].clip(lower=1) ** 0.5)
     return sem.pivot_table(index="model", columns="reward", values="sem", aggfunc="first")
+
+
+def weight_matrix(table: pd.DataFrame, rewards: Sequence[str]) -> np.ndarray:
+    """Weight vector of every row, in ``rewards`` order (missing rewards weigh 0; θ0 has none)."""
+    mixes = [parse_mix(w) if w else {} for w in table["weights"]]
+    return np.array([[m.get(r, 0.0) for r in rewards] for m in mixes], dtype=float).reshape(len(mixes), len(rewards))
+
+
+def on_simplex(table: pd.DataFrame, rewards: Sequence[str]) -> np.ndarray:
+    """Rows whose weights lie in [0, 1] (extrapolated task-arithmetic points do not)."""
+    w = weight_matrix(table, rewards)
+    return np.all((w >= -1e-9) & (w <= 1 + 1e-9), axis=1)
+
+
+def rs_table(table: pd.DataFrame, rewards: Sequence[str], kind: str = "soup") -> pd.DataFrame:
+    """Experts and the soups of one merge method on the simplex: the models that make its front."""
+    rows = table[table["kind"].isin(["expert", kind])]
+    return rows[on_simplex(rows, rewards)]

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from rewarded_soups.grid import parse_mix
-from rewarded_soups.scores import REPORTED_SPLIT, wide
+from rewarded_soups.scores import REPORTED_SPLIT, rs_table, weight_matrix, wide
 
 SELECTION_SPLIT = "validation"
 # Figure 8's expectation over μ̂ ~ U(0, 1): the mean over this many evenly spaced μ̂ (ends included).
@@ -62,18 +62,6 @@ def parse_preference(text: str) -> dict[str, float]:
     return out
 
 
-def _weights(table: pd.DataFrame, rewards: Sequence[str]) -> np.ndarray:
-    mixes = [parse_mix(w) if w else {} for w in table["weights"]]
-    return np.array([[m.get(r, 0.0) for r in rewards] for m in mixes], dtype=float).reshape(len(mixes), len(rewards))
-
-
-def _rs_candidates(table: pd.DataFrame, rewards: Sequence[str]) -> pd.DataFrame:
-    """The experts and the soups (the first merge method's models) with λ on the simplex."""
-    rows = table[table["kind"].isin(["expert", "soup"])]
-    w = _weights(rows, rewards)
-    return rows[np.all((w >= -1e-9) & (w <= 1 + 1e-9), axis=1)]
-
-
 def _entry(table: pd.DataFrame, model: str, rewards: Sequence[str], mu: np.ndarray) -> dict[str, Any]:
     values = table.loc[model, list(rewards)].to_numpy(float)
     return {
@@ -88,7 +76,7 @@ def _at(table: pd.DataFrame, rewards: Sequence[str], mu: np.ndarray) -> str | No
     """The model of ``table`` whose weights are μ (to the 4 decimals of model names), if any."""
     if table.empty:
         return None
-    match = np.flatnonzero(np.all(np.isclose(_weights(table, rewards), mu, atol=1e-4), axis=1))
+    match = np.flatnonzero(np.all(np.isclose(weight_matrix(table, rewards), mu, atol=1e-4), axis=1))
     return table.index[match[0]] if len(match) else None
 
 
@@ -106,7 +94,7 @@ def select(
     rewards = list(rewards) if rewards is not None else task_rewards(scores)
     mu = preference_vector(preference, rewards)
     test, validation = wide(scores, REPORTED_SPLIT), wide(scores, SELECTION_SPLIT)
-    candidates = _rs_candidates(test, rewards)
+    candidates = rs_table(test, rewards)
     if candidates.empty:
         raise ValueError("the scores hold no expert or soup to choose from")
     val_scalar = validation.loc[candidates.index, rewards].to_numpy(float) @ mu
@@ -124,7 +112,7 @@ def select(
     }
 
 
-def _subset_max_weights(k: int, m: int) -> np.ndarray:
+def _subset_maxweight_matrix(k: int, m: int) -> np.ndarray:
     """P(the j-th best of k items is the best of a uniform m-subset) = C(k-1-j, m-1) / C(k, m), j = 0..k-1."""
     total = math.comb(k, m)
     return np.array([math.comb(k - 1 - j, m - 1) / total for j in range(k)])
@@ -137,7 +125,7 @@ def expected_best(validation: np.ndarray, test: np.ndarray, m: int) -> float:
     the earlier model, as :func:`numpy.argmax` does.
     """
     order = np.argsort(-np.asarray(validation), kind="stable")
-    return float(_subset_max_weights(len(order), m) @ np.asarray(test)[order])
+    return float(_subset_maxweight_matrix(len(order), m) @ np.asarray(test)[order])
 
 
 def expected_advantage(
@@ -160,10 +148,10 @@ def expected_advantage(
     pair = list(pair)
     test, validation = wide(scores, REPORTED_SPLIT), wide(scores, SELECTION_SPLIT)
     others = [r for r in rewards if r not in pair]
-    on_pair = test[np.all(_weights(test, rewards)[:, [rewards.index(r) for r in others]] == 0, axis=1)]
-    rs = _rs_candidates(on_pair, rewards)
+    on_pair = test[np.all(weight_matrix(test, rewards)[:, [rewards.index(r) for r in others]] == 0, axis=1)]
+    rs = rs_table(on_pair, rewards)
     experts = on_pair[on_pair["kind"] == "expert"]
-    experts = experts.iloc[np.argsort(-_weights(experts, pair)[:, 0], kind="stable")]  # pair[0]'s expert first
+    experts = experts.iloc[np.argsort(-weight_matrix(experts, pair)[:, 0], kind="stable")]  # pair[0]'s expert first
     morl_runs = on_pair[on_pair["kind"] == "morl"]
     if morl_runs.empty or len(experts) != 2:
         return None
