@@ -46,8 +46,14 @@ def run_snakemake(workdir: Path, config: Path, *args: str) -> subprocess.Complet
     return subprocess.run(command, capture_output=True, text=True, cwd=workdir)
 
 
-# The Snakefile's localrules: they run where Snakemake runs, never as sbatch jobs.
-LOCAL_RULES = {"all", "regenerate", "scores_table", "summary", "figures", "samples_table", "spider", "qualitative"}
+def snakefile_local_rules() -> set[str]:
+    """The rules the Snakefile's `localrules:` block names (read, not copied, so a new one is not missed)."""
+    block = (ROOT / "Snakefile").read_text().split("localrules:", 1)[1].split("\n\n", 1)[0]
+    return {name.strip() for name in block.replace(",", "\n").split() if name.strip()}
+
+
+# They run where Snakemake runs, never as sbatch jobs.
+LOCAL_RULES = snakefile_local_rules()
 
 
 def job_count(output: str) -> int:
