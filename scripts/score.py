@@ -13,17 +13,15 @@ from rewarded_soups.workflow import logged, write_json
 
 with logged(snakemake) as log:
     task = load_task(snakemake.params.kind)
+    per_split = task.score(
+        {split: split_samples(snakemake.input.samples, split) for split in EVALUATION_SPLITS},
+        snakemake.params.reward,
+        base_dir=Path(snakemake.input.base),
+        threads=snakemake.threads,
+    )
     splits = {}
     for split in EVALUATION_SPLITS:
-        values = np.asarray(
-            task.score(
-                split_samples(snakemake.input.samples, split),
-                snakemake.params.reward,
-                base_dir=Path(snakemake.input.base),
-                threads=snakemake.threads,
-            ),
-            dtype=float,
-        )
+        values = np.asarray(per_split[split], dtype=float)
         splits[split] = {
             "mean": float(values.mean()),
             "std": float(values.std(ddof=1)) if len(values) > 1 else 0.0,

@@ -71,7 +71,9 @@ def test_soup_wise_and_ensemble_generate_scored_captions(tiny, tmp_path):
         task.generate(root / "base", tmp_path / name, {"test": tmp_path / "samples" / name}, ev, seed=0, threads=1)
         records = task.read_captions(tmp_path / "samples" / name)
         assert len(records) == 6 and all(len(r["references"]) == 5 for r in records)
-        values = task.score(tmp_path / "samples" / name, {"kind": "rouge"}, base_dir=root / "base", threads=1)
+        values = task.score(
+            {"test": tmp_path / "samples" / name}, {"kind": "rouge"}, base_dir=root / "base", threads=1
+        )["test"]
         assert len(values) == 6 and all(0 <= v <= 1 for v in values)
     table = task.samples_table({n: tmp_path / "samples" / n for n in ("soup", "ensemble")}, 2)
     assert "### Image 1" in table and "| ensemble |" in table

@@ -132,7 +132,9 @@ def test_tiny_run_trains_a_tenth_of_the_unet_and_samples_the_same_prompts(tiny_r
     images, prompts = task.read_samples(root / "samples" / "init")
     assert images.shape == (3, 8, 8, 3) and images.dtype == np.uint8
     assert task.read_samples(root / "samples" / "expert")[1] == prompts
-    values = task.score(root / "samples" / "expert", {"kind": "smoothness", "scale": 4.0}, base_dir=root, threads=1)
+    values = task.score(
+        {"test": root / "samples" / "expert"}, {"kind": "smoothness", "scale": 4.0}, base_dir=root, threads=1
+    )["test"]
     assert len(values) == 3 and all(0 <= v <= 1 for v in values)
 
 

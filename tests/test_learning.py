@@ -55,7 +55,7 @@ def test_text_concise_expert_beats_theta0(tiny_text_task, tmp_path):
     scores = {}
     for name, model in (("init", None), ("expert", tmp_path / "expert")):
         text.generate(base, model, {"test": tmp_path / name}, task, seed=0, threads=1)
-        scores[name] = text.score(tmp_path / name, reward, base_dir=base, threads=1)
+        scores[name] = text.score({"test": tmp_path / name}, reward, base_dir=base, threads=1)["test"]
     # Measured: expert 0.6552 vs θ0 0.6073 ± 0.0164 (n 16): a gain of 2.9 se.
     assert_learns("concise", scores["expert"], scores["init"], se_multiple=1.0)
 
@@ -110,8 +110,8 @@ def test_captioning_expert_beats_theta0(captioning_theta0, name, tmp_path):
     settings = {"data": cfg["data"], "finetune": cfg["finetune"]}
     captioning.finetune(root / "base", tmp_path / "expert", {name: reward}, {name: 1.0}, settings, seed=0, threads=1)
     captioning.generate(root / "base", tmp_path / "expert", {"test": tmp_path / "samples"}, cfg, seed=0, threads=1)
-    expert = captioning.score(tmp_path / "samples", reward, base_dir=root / "base", threads=1)
-    init = captioning.score(root / "samples" / "init", reward, base_dir=root / "base", threads=1)
+    expert = captioning.score({"test": tmp_path / "samples"}, reward, base_dir=root / "base", threads=1)["test"]
+    init = captioning.score({"test": root / "samples" / "init"}, reward, base_dir=root / "base", threads=1)["test"]
     assert_learns(name, expert, init, se_multiple=0.5)
 
 
@@ -149,6 +149,6 @@ def test_image_expert_beats_theta0(image_theta0, name, tmp_path):
     reward = task["rewards"][name]
     image.finetune(root / "base", tmp_path / "expert", {name: reward}, {name: 1.0}, task, seed=0, threads=1)
     image.generate(root / "base", tmp_path / "expert", {"test": tmp_path / "samples"}, task, seed=0, threads=1)
-    expert = image.score(tmp_path / "samples", reward, base_dir=root / "base", threads=1)
-    init = image.score(root / "samples" / "init", reward, base_dir=root / "base", threads=1)
+    expert = image.score({"test": tmp_path / "samples"}, reward, base_dir=root / "base", threads=1)["test"]
+    init = image.score({"test": root / "samples" / "init"}, reward, base_dir=root / "base", threads=1)["test"]
     assert_learns(name, expert, init, se_multiple=0.5)

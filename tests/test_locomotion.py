@@ -230,7 +230,7 @@ def test_ppo_runs_on_a_jax_without_device_put_replicated(jax_without_replicated,
     )
     episodes = locomotion.read_episodes(tmp_path / "samples")
     assert len(episodes) == 2 and all(0 < e["steps"] <= DATA["episode_length"] for e in episodes)
-    cautious = locomotion.score(tmp_path / "samples", CAUTIOUS, base_dir=tmp_path / "base", threads=1)
+    cautious = locomotion.score({"test": tmp_path / "samples"}, CAUTIOUS, base_dir=tmp_path / "base", threads=1)["test"]
     assert cautious == pytest.approx([e["forward"] + e["alive"] - e["action_sq"] for e in episodes])
 
 

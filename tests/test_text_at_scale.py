@@ -222,7 +222,7 @@ def test_a_soup_of_llama_adapters_loads_and_generates(theta0, experts, tmp_path)
     assert text.read_samples(tmp_path / "again") == rows
     for name in ("helpful", "harmless", "perplexity"):
         scorer = {**task["rewards"], **task["metrics"]}[name]
-        values = text.score(tmp_path / "samples", scorer, base_dir=base, threads=1)
+        values = text.score({"test": tmp_path / "samples"}, scorer, base_dir=base, threads=1)["test"]
         assert len(values) == len(rows) and all(v == v for v in values)
 
 

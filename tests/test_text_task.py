@@ -113,7 +113,7 @@ def test_generation_is_deterministic_and_scored(tiny_text_task, experts, tmp_pat
     rows = text.read_samples(tmp_path / "a")
     assert rows == text.read_samples(tmp_path / "b")
     assert len(rows) == task["evaluate"]["n_prompts"]
-    values = text.score(tmp_path / "a", {"kind": "perplexity"}, base_dir=base, threads=1)
+    values = text.score({"test": tmp_path / "a"}, {"kind": "perplexity"}, base_dir=base, threads=1)["test"]
     assert len(values) == len(rows) and all(v >= 1 for v in values)
     table = text.samples_table({"θ0": tmp_path / "a"}, 1)
     assert rows[0]["prompt"] in table

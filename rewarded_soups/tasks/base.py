@@ -120,8 +120,14 @@ class Task(Protocol):
         The model is loaded once for every split in ``out_dirs`` (:data:`EVALUATION_SPLITS`).
         """
 
-    def score(self, samples_dir: Path, reward: dict[str, Any], *, base_dir: Path, threads: int) -> list[float]:
-        """One reward value per held-out sample."""
+    def score(
+        self, samples_dirs: dict[str, Path], reward: dict[str, Any], *, base_dir: Path, threads: int
+    ) -> dict[str, list[float]]:
+        """One reward value per held-out sample, for each split's samples directory (split -> values).
+
+        The reward is built once for every split (a reward model loaded, a
+        METEOR Java process started, once per job).
+        """
 
     def samples_table(self, samples: dict[str, Path], n: int) -> str:
         """Markdown showing the first ``n`` samples of each model (label -> samples directory)."""

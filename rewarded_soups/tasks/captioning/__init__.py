@@ -302,16 +302,22 @@ def read_captions(samples_dir: Path) -> list[dict[str, Any]]:
     return json.loads((Path(samples_dir) / CAPTIONS_FILE).read_text())
 
 
-def score(samples_dir: Path, reward: dict[str, Any], *, base_dir: Path, threads: int) -> list[float]:
+def score(
+    samples_dirs: dict[str, Path], reward: dict[str, Any], *, base_dir: Path, threads: int
+) -> dict[str, list[float]]:
     from rewarded_soups.registry import build_reward
 
-    records = read_captions(samples_dir)
     df = json.loads((Path(base_dir) / REFERENCES_FILE).read_text())
+    # One scorer for every split: METEOR starts its Java process (seconds of CPU) once per job.
     scorer = build_reward(reward, context={"df_references": df})
+    values = {}
     try:
-        return scorer([r["caption"] for r in records], [r["references"] for r in records])
+        for split, samples_dir in samples_dirs.items():
+            records = read_captions(samples_dir)
+            values[split] = scorer([r["caption"] for r in records], [r["references"] for r in records])
     finally:
         _close([scorer])
+    return values
 
 
 def samples_table(samples: dict[str, Path], n: int) -> str:

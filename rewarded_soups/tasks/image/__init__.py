@@ -233,11 +233,13 @@ def read_samples(samples_dir: Path) -> tuple[np.ndarray, list[str]]:
     return load_file(str(samples_dir / IMAGES_FILE))["images"], json.loads((samples_dir / PROMPTS_FILE).read_text())
 
 
-def score(samples_dir: Path, reward: dict[str, Any], *, base_dir: Path, threads: int) -> list[float]:
+def score(
+    samples_dirs: dict[str, Path], reward: dict[str, Any], *, base_dir: Path, threads: int
+) -> dict[str, list[float]]:
     from rewarded_soups.registry import build_reward
 
-    images, prompts = read_samples(samples_dir)
-    return build_reward(reward)(images, prompts)
+    scorer = build_reward(reward)
+    return {split: scorer(*read_samples(samples_dir)) for split, samples_dir in samples_dirs.items()}
 
 
 def samples_table(samples: dict[str, Path], n: int) -> str:

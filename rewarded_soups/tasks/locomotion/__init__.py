@@ -136,10 +136,13 @@ def read_episodes(samples_dir: Path) -> list[dict[str, float]]:
     return json.loads((Path(samples_dir) / EPISODES_FILE).read_text())
 
 
-def score(samples_dir: Path, reward: dict[str, Any], *, base_dir: Path, threads: int) -> list[float]:
+def score(
+    samples_dirs: dict[str, Path], reward: dict[str, Any], *, base_dir: Path, threads: int
+) -> dict[str, list[float]]:
     from rewarded_soups.registry import build_reward
 
-    return build_reward(reward)(read_episodes(Path(samples_dir)))
+    scorer = build_reward(reward)
+    return {split: scorer(read_episodes(Path(samples_dir))) for split, samples_dir in samples_dirs.items()}
 
 
 def samples_table(samples: dict[str, Path], n: int) -> str:

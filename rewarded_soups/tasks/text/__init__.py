@@ -303,13 +303,18 @@ def read_samples(samples_dir: Path) -> list[dict[str, str]]:
         return [json.loads(line) for line in fh if line.strip()]
 
 
-def score(samples_dir: Path, reward: dict[str, Any], *, base_dir: Path, threads: int) -> list[float]:
+def score(
+    samples_dirs: dict[str, Path], reward: dict[str, Any], *, base_dir: Path, threads: int
+) -> dict[str, list[float]]:
     from rewarded_soups.registry import build_reward
 
     torch_threads(threads)
-    rows = read_samples(Path(samples_dir))
     scorer = build_reward(reward, context={"base_model": str(base_dir)})
-    return scorer([r["prompt"] for r in rows], [r["completion"] for r in rows])
+    values = {}
+    for split, samples_dir in samples_dirs.items():
+        rows = read_samples(Path(samples_dir))
+        values[split] = scorer([r["prompt"] for r in rows], [r["completion"] for r in rows])
+    return values
 
 
 def samples_table(samples: dict[str, Path], n: int) -> str:
