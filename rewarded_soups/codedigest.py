@@ -62,6 +62,28 @@ def _tree(path: Path) -> ast.Module:
     return ast.parse(path.read_text(), filename=str(path))
 
 
+# The workflow digests tens of entries over the same files: each file is
+# parsed, dumped and searched for imports once per process.
+@cache
+def _dump(path: Path) -> str:
+    return ast.dump(_tree(path))
+
+
+@cache
+def _module_imports(name: str, path: Path) -> tuple[str, ...]:
+    return tuple(sorted(_imported([_tree(path)], name, path)))
+
+
+@cache
+def _function_source(module: str, function: str) -> tuple[str, tuple[str, ...]]:
+    """The dumped syntax of ``module:function`` with what it uses, and the modules that code imports."""
+    path = module_file(module)
+    if path is None:
+        raise ModuleNotFoundError(f"code digest: module {module} not found")
+    nodes = _function_nodes(_tree(path), function)
+    return "\n".join(ast.dump(node) for node in nodes), tuple(sorted(_imported(nodes, module, path)))
+
+
 def _package_of(name: str, path: Path) -> str:
     return name if path.name == "__init__.py" else name.rpartition(".")[0]
 
@@ -118,11 +140,10 @@ def closure(entries: list[str], roots: Iterable[str] = ("rewarded_soups",)) -> d
     partial = {entry.partition(":")[0] for entry in entries if ":" in entry}
     for entry in entries:
         module, _, function = entry.partition(":")
-        path = module_file(module)
-        if path is None:
-            raise ModuleNotFoundError(f"code digest: module {module} not found")
         if function:
-            pending += sorted(_imported(_function_nodes(_tree(path), function), module, path))
+            pending += _function_source(module, function)[1]
+        elif module_file(module) is None:
+            raise ModuleNotFoundError(f"code digest: module {module} not found")
         else:
             pending.append(module)
     while pending:
@@ -137,7 +158,7 @@ def closure(entries: list[str], roots: Iterable[str] = ("rewarded_soups",)) -> d
         parent = name.rpartition(".")[0]
         if parent:
             pending.append(parent)
-        pending += sorted(_imported([_tree(path)], name, path))
+        pending += _module_imports(name, path)
     return found
 
 
@@ -148,17 +169,14 @@ def digest(entries: Iterable[str], roots: Iterable[str] = ("rewarded_soups",)) -
     for entry in entries:
         module, _, function = entry.partition(":")
         if function:
-            path = module_file(module)
-            assert path is not None
-            text = "\n".join(ast.dump(node) for node in _function_nodes(_tree(path), function))
-            h.update(f"{entry}\n{text}\n".encode())
+            h.update(f"{entry}\n{_function_source(module, function)[0]}\n".encode())
     for name, path in sorted(closure(entries, roots).items()):
         # The file's syntax tree, not its text: comments and formatting rerun nothing.
-        h.update(f"{name}\n{ast.dump(_tree(path))}\n".encode())
+        h.update(f"{name}\n{_dump(path)}\n".encode())
     return h.hexdigest()[:16]
 
 
 def clear_caches() -> None:
     """Forget files read so far (for a long-lived process whose sources change, e.g. tests)."""
-    for cached in (_top_level, module_file, _tree):
+    for cached in (_top_level, module_file, _tree, _dump, _module_imports, _function_source):
         cached.cache_clear()

@@ -8,6 +8,7 @@ axes that are not rewards, preference vectors of the wrong length.
 from __future__ import annotations
 
 import copy
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -34,12 +35,18 @@ def _schema_validate(data: dict[str, Any], schema: Path, where: str) -> None:
         raise ConfigError(_first_error(data, schema, where) or f"{where}: {err}") from None
 
 
+@functools.cache
+def _load_schema(path: Path) -> dict[str, Any]:
+    """A schema file, parsed once per process (libyaml's parser when there is one): read for every task."""
+    return yaml.load(path.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+
+
 def _first_error(data: dict[str, Any], schema: Path, where: str) -> str | None:
     """The most relevant schema error as one line, ``where.key.path: message`` (Snakemake's spans many)."""
     import jsonschema
     from jsonschema.exceptions import best_match
 
-    error = best_match(jsonschema.Draft202012Validator(yaml.safe_load(schema.read_text())).iter_errors(data))
+    error = best_match(jsonschema.Draft202012Validator(_load_schema(schema)).iter_errors(data))
     if error is None:
         return None
     path = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path)
@@ -162,8 +169,8 @@ def validate_config(config: dict[str, Any], schema: Path = GENERIC_SCHEMA) -> di
 
 def _check_extension_keys(task: dict[str, Any], task_schema: Path, where: str) -> None:
     """Keys of the extensible generic sections must be generic or declared by the task's schema."""
-    generic = yaml.safe_load(GENERIC_SCHEMA.read_text())["$defs"]["task"]["properties"]
-    own = yaml.safe_load(task_schema.read_text()).get("properties", {})
+    generic = _load_schema(GENERIC_SCHEMA)["$defs"]["task"]["properties"]
+    own = _load_schema(task_schema).get("properties", {})
     for section in EXTENSIBLE_SECTIONS:
         known = set(generic[section]["properties"]) | set(own.get(section, {}).get("properties", {}))
         unknown = sorted(set(task.get(section, {})) - known)

@@ -25,11 +25,14 @@ from __future__ import annotations
 import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
+# torch only where a method runs: the workflow reads this catalogue (names,
+# options) while it builds the DAG, and importing torch costs seconds there.
+if TYPE_CHECKING:
+    import torch
 
-Combine = Callable[..., torch.Tensor]
+Combine = Callable[..., "torch.Tensor"]
 
 
 @dataclass(frozen=True)
@@ -80,6 +83,7 @@ def task_arithmetic(tensors, weights, base=None, *, scale: float = 1.0, **_: Any
 def ties(
     tensors, weights, base=None, *, density: float = 0.2, majority_sign_method: str = "total", **_: Any
 ) -> torch.Tensor:
+    import torch
     from peft.utils.merge_utils import calculate_majority_sign_mask, prune
 
     pruned = torch.stack([prune(t, density, method="magnitude") for t in _task_vectors(tensors, base)])
@@ -98,6 +102,7 @@ def _seed(name: str, seed: int) -> int:
 
 
 def dare(tensors, weights, base=None, *, density: float = 0.5, seed: int = 0, name: str = "", **_: Any) -> torch.Tensor:
+    import torch
     from peft.utils.merge_utils import dare_linear
 
     vectors = _task_vectors(tensors, base)
