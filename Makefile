@@ -19,8 +19,9 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 
 setup: $(STAMP)
 
+# benchmarks/run.json: the run's wall and CPU time, for tools/profile-run.py.
 run: $(STAMP)
-	$(BIN)/snakemake
+	$(BIN)/python tools/profile-run.py --record . -- $(BIN)/snakemake
 
 # pytest exits 5 when it collects no test; that is a failure of the suite here too.
 # The SLURM test needs a cluster: tools/local-slurm.sh starts a local one when run

@@ -6,7 +6,9 @@ import contextlib
 import json
 import logging
 import os
+import resource
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -30,6 +32,22 @@ def _file_descriptors_to(fh: Any) -> Iterator[None]:
         for fd, copy in zip((1, 2), saved):
             os.dup2(copy, fd)
             os.close(copy)
+
+
+# Libraries whose import costs a job seconds of CPU; the timing line names those a job loaded.
+HEAVY_MODULES = ("torch", "transformers", "peft", "trl", "diffusers", "jax", "brax", "pandas", "matplotlib")
+TIMING_PREFIX = "job timing: "
+
+
+def timing(startup_cpu: float) -> dict[str, Any]:
+    """Where this process's CPU went: before the job's work, in it, and in its child processes (Java)."""
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return {
+        "startup_cpu": round(startup_cpu, 3),
+        "work_cpu": round(time.process_time() - startup_cpu, 3),
+        "children_cpu": round(children.ru_utime + children.ru_stime, 3),
+        "heavy_modules": [m for m in HEAVY_MODULES if m in sys.modules],
+    }
 
 
 def _directories(files: Any) -> list[Path]:
@@ -73,6 +91,8 @@ def logged(smk: Any) -> Iterator[logging.Logger]:
         root.addHandler(handler)
         root.setLevel(logging.INFO)
         logger = logging.getLogger("rewarded_soups")
+        # CPU so far: the interpreter, Snakemake's script preamble and the script's imports.
+        startup_cpu = time.process_time()
         logger.info("rule %s, wildcards %s, threads %s", smk.rule, dict(smk.wildcards), smk.threads)
         # Before the task imports torch or jax, which read CUDA_VISIBLE_DEVICES once.
         gpus.assign(int(getattr(getattr(smk, "resources", None), "gpu", 0) or 0))
@@ -82,6 +102,9 @@ def logged(smk: Any) -> Iterator[logging.Logger]:
         except Exception:
             logger.exception("job failed")
             raise
+        else:
+            # Read by tools/profile-run.py.
+            logger.info("%s%s", TIMING_PREFIX, json.dumps(timing(startup_cpu)))
         finally:
             gpus.release()
             root.removeHandler(handler)

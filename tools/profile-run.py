@@ -1,22 +1,49 @@
 #!/usr/bin/env python3
-"""Per-stage times of a finished run, from Snakemake's benchmark files.
+"""Where a run's time went: per stage, on the critical path, and outside the jobs' own work.
 
-    python tools/profile-run.py [WORKDIR]
+    python tools/profile-run.py [WORKDIR]              # report on a finished (or stopped) run
+    python tools/profile-run.py --record WORKDIR -- snakemake ...   # run it, recording its totals
 
-Reads WORKDIR/benchmarks/<task>/**.tsv (one per job: wall seconds, CPU seconds,
-peak RSS) and prints, per task and rule, the number of jobs, their summed and
-largest wall time, their CPU time and the largest peak RSS; then each task's
-total. Where a run's train_metrics.json records ``peak_gpu_memory_gb`` (the
-text task's fine-tuning on a GPU), the largest is printed too.
+Reads, under WORKDIR (the directory Snakemake ran in, ``--directory``):
+
+* ``benchmarks/<task>/**.tsv``: one per job (wall and CPU seconds, peak RSS);
+* the newest ``.snakemake/log/*.snakemake.log``: when each job started and
+  finished and which files it read and wrote, hence the run's wall time, its
+  job count and its critical path (the chain of dependent jobs with the
+  largest summed duration: the wall time the run would take on unlimited
+  cores);
+* ``logs/**.log``: the timing line every job writes (``rewarded_soups.workflow``):
+  CPU spent before the job's work (interpreter, Snakemake's script preamble,
+  imports), in its work, and in its child processes (METEOR's Java), and the
+  heavy libraries it imported (whose import cost is measured here, once per
+  set of libraries, in a fresh interpreter);
+* ``benchmarks/run.json`` (written by ``--record``): the wall time and the
+  CPU time of Snakemake and all its jobs, so that the scheduler's own CPU is
+  the difference.
+
+Where a run's train_metrics.json records ``peak_gpu_memory_gb`` (fine-tuning
+on a GPU), the largest is printed too.
 """
 
 from __future__ import annotations
 
+import argparse
 import csv
 import json
+import re
+import resource
+import subprocess
 import sys
+import time
 from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
+
+TIMING_PREFIX = "job timing: "  # rewarded_soups.workflow.TIMING_PREFIX (not imported: runs without the package)
+_STAMP = re.compile(r"^\[(\w{3} \w{3} +\d+ \d\d:\d\d:\d\d \d{4})\]$")
+_RULE = re.compile(r"^(?:local)?(?:checkpoint|rule) (\w+):$")
+_FINISHED = re.compile(r"^Finished jobid: (\d+)")
 
 
 def _rule_of(path: Path, task_dir: Path) -> str:
@@ -25,12 +52,11 @@ def _rule_of(path: Path, task_dir: Path) -> str:
     if len(parts) > 1:
         return parts[0]
     stem = path.stem
-    for fmt in ("_png", "_pdf", "_svg"):
-        stem = stem.removesuffix(fmt)
-    return stem
+    return "figures" if stem.startswith("figures_") else stem  # figures_<pair>_<fmt>
 
 
 def profile(workdir: Path) -> list[dict]:
+    """Per task and benchmark folder: jobs, summed and largest wall time, CPU time, largest peak RSS."""
     rows = []
     for task_dir in sorted(p for p in (workdir / "benchmarks").iterdir() if p.is_dir()):
         stats: dict[str, dict] = defaultdict(lambda: {"jobs": 0, "wall": 0.0, "max_wall": 0.0, "cpu": 0.0, "rss": 0.0})
@@ -48,6 +74,99 @@ def profile(workdir: Path) -> list[dict]:
     return rows
 
 
+@dataclass
+class Job:
+    jobid: int
+    rule: str
+    start: datetime
+    end: datetime | None = None
+    inputs: list[str] = field(default_factory=list)
+    outputs: list[str] = field(default_factory=list)
+    wildcards: str = ""
+
+    @property
+    def seconds(self) -> float:
+        return (self.end - self.start).total_seconds() if self.end else 0.0
+
+
+def parse_log(path: Path) -> tuple[datetime | None, datetime | None, int | None, list[Job]]:
+    """First and last timestamp, the planned job count ('total' of Job stats) and every started job."""
+    jobs: dict[int, Job] = {}
+    first = last = None
+    planned = None
+    current: Job | None = None
+    now: datetime | None = None
+    for line in path.read_text(errors="replace").splitlines():
+        if (m := _STAMP.match(line)) is not None:
+            now = datetime.strptime(m.group(1), "%a %b %d %H:%M:%S %Y")
+            first = first or now
+            last = now
+            current = None
+        elif (m := _RULE.match(line)) is not None and now is not None:
+            current = Job(jobid=-1, rule=m.group(1), start=now)
+        elif current is not None and line.startswith("    ") and ": " in line:
+            key, _, value = line.strip().partition(": ")
+            if key == "jobid":
+                current.jobid = int(value)
+                jobs[current.jobid] = current
+            elif key in ("input", "output"):
+                getattr(current, f"{key}s").extend(v.strip() for v in value.split(","))
+            elif key == "wildcards":
+                current.wildcards = value
+        elif (m := _FINISHED.match(line)) is not None and int(m.group(1)) in jobs:
+            jobs[int(m.group(1))].end = now
+        elif planned is None and line.startswith("total "):
+            planned = int(line.split()[-1])
+    return first, last, planned, list(jobs.values())
+
+
+def critical_path(jobs: list[Job]) -> list[Job]:
+    """The chain of finished jobs, each reading an output of the previous one, with the largest summed time."""
+    finished = sorted((j for j in jobs if j.end is not None), key=lambda j: (j.start, j.jobid))
+    producer = {out: job for job in finished for out in job.outputs}
+    best: dict[int, tuple[float, Job | None]] = {}
+    for job in finished:  # a job starts after its inputs' producers end: start order is topological
+        parents = [producer[i] for i in job.inputs if i in producer and producer[i].jobid in best]
+        parent = max(parents, key=lambda p: best[p.jobid][0], default=None)
+        best[job.jobid] = (job.seconds + (best[parent.jobid][0] if parent else 0.0), parent)
+    if not best:
+        return []
+    end = max(finished, key=lambda j: best[j.jobid][0])
+    chain: list[Job] = []
+    node: Job | None = end
+    while node is not None:
+        chain.append(node)
+        node = best[node.jobid][1]
+    return chain[::-1]
+
+
+def job_timings(workdir: Path) -> list[dict]:
+    """The timing line of every job log under logs/ (the last one of a log: its final attempt)."""
+    timings = []
+    for log in sorted((workdir / "logs").rglob("*.log")):
+        lines = [line for line in log.read_text(errors="replace").splitlines() if TIMING_PREFIX in line]
+        if lines:
+            record = json.loads(lines[-1].split(TIMING_PREFIX, 1)[1])
+            parts = log.relative_to(workdir / "logs").parts
+            record["task"] = parts[0]
+            record["stage"] = parts[1] if len(parts) > 2 else Path(parts[1]).stem
+            timings.append(record)
+    return timings
+
+
+def import_cost(modules: tuple[str, ...]) -> float:
+    """CPU seconds to import ``modules`` in a fresh interpreter that has imported numpy (as every job has)."""
+    if not modules:
+        return 0.0
+    code = (
+        "import time, numpy; t = time.process_time(); "
+        + "; ".join(f"import {m}" for m in modules)
+        + "; print(time.process_time() - t)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    return float(out.stdout.strip()) if out.returncode == 0 else float("nan")
+
+
 def peak_gpu_memory(workdir: Path) -> dict[str, float]:
     peaks: dict[str, float] = {}
     for metrics in (workdir / "results").glob("*/*/*/train_metrics.json"):
@@ -58,12 +177,43 @@ def peak_gpu_memory(workdir: Path) -> dict[str, float]:
     return peaks
 
 
-def main(argv: list[str]) -> int:
-    workdir = Path(argv[1]) if len(argv) > 1 else Path(".")
+def record(workdir: Path, command: list[str]) -> int:
+    """Run ``command``; write its wall time and its and its children's CPU time to benchmarks/run.json."""
+    t0 = time.time()
+    rc = subprocess.call(command)
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    out = workdir / "benchmarks" / "run.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    data = {"command": command, "returncode": rc, "wall": time.time() - t0, "cpu": usage.ru_utime + usage.ru_stime}
+    out.write_text(json.dumps(data, indent=2) + "\n")
+    return rc
+
+
+def report(workdir: Path, measure_imports: bool = True) -> int:
     if not (workdir / "benchmarks").is_dir():
         print(f"no benchmarks/ under {workdir}: give the directory a run wrote (snakemake --directory)")
         return 2
     rows = profile(workdir)
+    job_cpu = sum(r["cpu"] for r in rows)
+    logs = sorted((workdir / ".snakemake" / "log").glob("*.snakemake.log"))
+    if logs:
+        first, last, planned, jobs = parse_log(logs[-1])
+        done = sum(j.end is not None for j in jobs)
+        wall = (last - first).total_seconds() if first and last else 0.0
+        print(
+            f"Snakemake log {logs[-1].name}: {wall:.0f} s from first to last entry, {done} of {planned} jobs finished"
+        )
+    else:
+        jobs = []
+        print("no Snakemake log under .snakemake/log: no wall time, job count or critical path")
+    run_file = workdir / "benchmarks" / "run.json"
+    if run_file.is_file():
+        run = json.loads(run_file.read_text())
+        print(
+            f"Recorded run: {run['wall']:.0f} s wall, {run['cpu']:.0f} s CPU in all; "
+            f"jobs {job_cpu:.0f} s, so Snakemake itself {run['cpu'] - job_cpu:.0f} s"
+        )
+    print(f"\nPer stage ({len(rows)} rows; wall and CPU seconds summed over jobs)")
     print(f"{'task':<12} {'rule':<16} {'jobs':>5} {'wall s':>9} {'max s':>8} {'cpu s':>9} {'peak RSS MB':>12}")
     for r in rows:
         print(
@@ -75,11 +225,75 @@ def main(argv: list[str]) -> int:
         totals[r["task"]][0] += r["jobs"]
         totals[r["task"]][1] += r["wall"]
         totals[r["task"]][2] += r["cpu"]
-    for task, (jobs, wall, cpu) in totals.items():
-        print(f"{task:<12} {'(all)':<16} {jobs:>5.0f} {wall:>9.1f} {'':>8} {cpu:>9.1f}")
+    for task, (n, wall, cpu) in totals.items():
+        print(f"{task:<12} {'(all)':<16} {n:>5.0f} {wall:>9.1f} {'':>8} {cpu:>9.1f}")
+    print(
+        f"{'(all)':<12} {'':<16} {sum(r['jobs'] for r in rows):>5} {sum(r['wall'] for r in rows):>9.1f} "
+        f"{'':>8} {job_cpu:>9.1f}"
+    )
+
+    chain = critical_path(jobs)
+    if chain:
+        print(f"\nCritical path: {sum(j.seconds for j in chain):.0f} s over {len(chain)} jobs")
+        for j in chain:
+            print(f"  {j.seconds:>6.0f} s  {j.rule:<14} {j.wildcards}")
+
+    timings = job_timings(workdir)
+    if timings:
+        by_stage: dict[tuple[str, str], dict] = defaultdict(
+            lambda: {"jobs": 0, "startup": 0.0, "imports": 0.0, "children": 0.0, "work": 0.0}
+        )
+        costs: dict[tuple[str, ...], float] = {}
+        for t in timings:
+            modules = tuple(t["heavy_modules"])
+            if measure_imports and modules not in costs:
+                costs[modules] = import_cost(modules)
+            s = by_stage[(t["task"], t["stage"])]
+            imports = costs.get(modules, 0.0)
+            s["jobs"] += 1
+            s["startup"] += t["startup_cpu"]
+            s["imports"] += imports
+            s["children"] += t["children_cpu"]
+            s["work"] += t["work_cpu"] - imports
+        print("\nCPU seconds outside the jobs' own work (from each job's timing line)")
+        print("  startup: interpreter, Snakemake's script preamble, the script's imports")
+        print(
+            "  imports: heavy libraries the job imported later ("
+            + ("measured once per set in a fresh interpreter" if measure_imports else "not measured: --no-imports")
+            + ")"
+        )
+        print("  children: child processes (METEOR's Java)")
+        print(f"{'task':<12} {'stage':<16} {'jobs':>5} {'startup':>9} {'imports':>9} {'children':>9} {'work':>9}")
+        for (task, stage), s in sorted(by_stage.items()):
+            print(
+                f"{task:<12} {stage:<16} {s['jobs']:>5} {s['startup']:>9.1f} {s['imports']:>9.1f} "
+                f"{s['children']:>9.1f} {s['work']:>9.1f}"
+            )
+        total = {k: sum(s[k] for s in by_stage.values()) for k in ("startup", "imports", "children", "work")}
+        print(
+            f"{'(all)':<12} {'':<16} {len(timings):>5} {total['startup']:>9.1f} {total['imports']:>9.1f} "
+            f"{total['children']:>9.1f} {total['work']:>9.1f}"
+        )
+        for modules, cost in sorted(costs.items(), key=lambda kv: -kv[1]):
+            if modules:
+                print(f"  import {', '.join(modules)}: {cost:.2f} s CPU")
     for task, gb in peak_gpu_memory(workdir).items():
         print(f"{task}: peak GPU memory in fine-tuning {gb:.2f} GB")
     return 0
+
+
+def main(argv: list[str]) -> int:
+    if "--record" in argv:
+        i = argv.index("--record")
+        if "--" not in argv[i:] or i + 1 >= len(argv):
+            print("usage: profile-run.py --record WORKDIR -- COMMAND ...")
+            return 2
+        return record(Path(argv[i + 1]), argv[argv.index("--") + 1 :])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("workdir", nargs="?", default=".", type=Path)
+    parser.add_argument("--no-imports", action="store_true", help="do not measure the heavy libraries' import cost")
+    args = parser.parse_args(argv[1:])
+    return report(args.workdir, measure_imports=not args.no_imports)
 
 
 if __name__ == "__main__":
