@@ -20,6 +20,16 @@ include: "rules/evaluate.smk"
 include: "rules/analyse.smk"
 
 
+# The profile's long re-planning timespan (rewarded_soups/scheduling.py) would
+# otherwise keep Snakemake alive for up to that long after the last job.
+onsuccess:
+    cancel_replanning_timers()
+
+
+onerror:
+    cancel_replanning_timers()
+
+
 # Aggregation, figures and tables: seconds each, run where Snakemake runs
 # (on a cluster, not submitted as jobs).
 localrules:

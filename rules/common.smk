@@ -14,6 +14,7 @@ from rewarded_soups import codedigest, plan, registry, theta0
 from rewarded_soups.config import ConfigError, merged_config_warnings, validate_config
 from rewarded_soups.grid import parse_mix, renormalise
 from rewarded_soups.merging.methods import METHODS
+from rewarded_soups.scheduling import cancel_replanning_timers
 
 for warning in merged_config_warnings(
     config, workflow.config_settings.overwrite_config, workflow.config_settings.replace_workflow_config

@@ -164,7 +164,12 @@ def import_cost(modules: tuple[str, ...]) -> float:
         + "; print(time.process_time() - t)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
-    return float(out.stdout.strip()) if out.returncode == 0 else float("nan")
+    # Some imports print to stdout themselves (brax: "Failed to import warp"): the number is the last line.
+    lines = out.stdout.strip().splitlines()
+    try:
+        return float(lines[-1]) if out.returncode == 0 and lines else float("nan")
+    except ValueError:
+        return float("nan")
 
 
 def peak_gpu_memory(workdir: Path) -> dict[str, float]:
@@ -249,7 +254,8 @@ def report(workdir: Path, measure_imports: bool = True) -> int:
             if measure_imports and modules not in costs:
                 costs[modules] = import_cost(modules)
             s = by_stage[(t["task"], t["stage"])]
-            imports = costs.get(modules, 0.0)
+            # A module the script imported at its top is in startup already: never count more than the work.
+            imports = min(costs.get(modules, 0.0), t["work_cpu"])
             s["jobs"] += 1
             s["startup"] += t["startup_cpu"]
             s["imports"] += imports
