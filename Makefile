@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint setup clean
+.PHONY: run test test-fast lint setup clean
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,7 +31,15 @@ test: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/snakemake --lint
 	tools/local-slurm.sh ensure
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=15
+
+# The fast tier for iterating: lint and every test but the end-to-end Snakemake runs
+# (marker e2e) and the SLURM test; `make test` (CI) runs everything.
+test-fast: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/snakemake --lint
+	$(BIN)/python -m pytest -q --durations=10 -m "not e2e and not slurm"
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
