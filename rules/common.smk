@@ -204,11 +204,17 @@ def conda_env(wildcards):
     return str(SPECS[wildcards.task].environment)
 
 
+@functools.cache
+def _models_by_name(name):
+    # Listed once per task: building the list for each of hundreds of jobs took 0.5 s of every DAG build.
+    return {m.name: m for m in plan.models(TASKS[name])}
+
+
 def model_entry(wildcards):
     try:
-        return plan.model_by_name(TASKS[wildcards.task], wildcards.model)
-    except KeyError as err:
-        raise WorkflowError(f"{wildcards.task}: {err}") from None
+        return _models_by_name(wildcards.task)[wildcards.model]
+    except KeyError:
+        raise WorkflowError(f"{wildcards.task}: no model {wildcards.model!r} in this task's config") from None
 
 
 def shipped_files(wildcards):
