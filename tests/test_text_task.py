@@ -1,6 +1,8 @@
 """The text task's stages on a tiny θ0 (seconds on CPU)."""
 
 import json
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -151,3 +153,18 @@ def test_fisher_of_an_expert_names_its_adapter_tensors_and_weights_the_merge(tin
     for k, v in fisher_soup.items():
         low, high = torch.minimum(adapter[k], b[k]), torch.maximum(adapter[k], b[k])
         assert ((v >= low - 1e-6) & (v <= high + 1e-6)).all()
+
+
+def test_rule_based_scoring_never_imports_torch(tmp_path):
+    """A VADER or conciseness score job needs no torch: importing it cost 1.5 s of CPU in each of those jobs."""
+    samples = tmp_path / "test"
+    samples.mkdir()
+    rows = [{"prompt": "The day", "completion": " was lovely and bright."}, {"prompt": "A", "completion": " bad end."}]
+    (samples / "samples.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    code = (
+        "import sys; from pathlib import Path; from rewarded_soups.tasks import text; "
+        f"v = text.score({{'test': Path({str(samples)!r})}}, {{'kind': 'vader'}}, base_dir=Path('.'), threads=1); "
+        "print('torch' in sys.modules, v['test'][0] > 0 > v['test'][1])"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "True"], out.stdout + out.stderr
