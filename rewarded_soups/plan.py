@@ -240,13 +240,6 @@ def advantage_pairs(task: dict[str, Any]) -> list[list[str]]:
     ]
 
 
-def model_by_name(task: dict[str, Any], name: str) -> Model:
-    for m in models(task):
-        if m.name == name:
-            return m
-    raise KeyError(f"no model {name!r} in this task's config")
-
-
 def scorers(task: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """Every reward and quality metric evaluated on each model."""
     return {**task["rewards"], **task.get("metrics", {})}

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from types import SimpleNamespace
 
 from snakemake.scheduling.job_scheduler import JobScheduler
@@ -13,11 +12,13 @@ def test_snakemakes_own_replanning_timer_is_found_and_cancelled():
     """Arm the timer with Snakemake's own method (the pinned version's contract), then cancel it."""
     released = threading.Event()
     scheduler = SimpleNamespace(_open_jobs=SimpleNamespace(release=released.set))
-    JobScheduler._schedule_reevalutation(scheduler, 0.3)
-    other = threading.Timer(0.3, lambda: None)  # someone else's timer stays armed
+    before = set(threading.enumerate())
+    JobScheduler._schedule_reevalutation(scheduler, 5.0)
+    (armed,) = set(threading.enumerate()) - before
+    other = threading.Timer(5.0, lambda: None)  # someone else's timer stays armed
     other.start()
     assert cancel_replanning_timers() == 1
-    time.sleep(0.6)
-    assert not released.is_set()
-    assert cancel_replanning_timers() == 0
-    other.join()
+    armed.join(timeout=2.0)  # a cancelled timer ends at once, without calling back
+    assert not armed.is_alive() and not released.is_set()
+    assert other.is_alive() and cancel_replanning_timers() == 0
+    other.cancel()
