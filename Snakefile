@@ -21,13 +21,17 @@ include: "rules/analyse.smk"
 
 
 # The profile's long re-planning timespan (rewarded_soups/scheduling.py) would
-# otherwise keep Snakemake alive for up to that long after the last job.
+# otherwise keep Snakemake alive for up to that long after the last job; helper
+# processes that jobs share (rewarded_soups/services.py: METEOR's Java) would
+# wait for their idle timeout.
 onsuccess:
     cancel_replanning_timers()
+    stop_shared_services()
 
 
 onerror:
     cancel_replanning_timers()
+    stop_shared_services()
 
 
 # Aggregation, figures and tables: seconds each, run where Snakemake runs

@@ -15,6 +15,7 @@ from rewarded_soups.config import ConfigError, merged_config_warnings, validate_
 from rewarded_soups.grid import parse_mix, renormalise
 from rewarded_soups.merging.methods import METHODS
 from rewarded_soups.scheduling import cancel_replanning_timers
+from rewarded_soups.services import stop_all as stop_shared_services
 
 for warning in merged_config_warnings(
     config, workflow.config_settings.overwrite_config, workflow.config_settings.replace_workflow_config

@@ -19,9 +19,11 @@ with df from the training set"). Without one it is exactly pycocoevalcap's
 ``Cider().compute_score``.
 
 METEOR runs pycocoevalcap's Meteor 1.5 jar through one Java subprocess,
-whose first answer takes seconds (JVM start, paraphrase table);
-:func:`score` starts and stops one per call, :class:`Meteor` keeps one open
-across calls (use it as a context manager).
+whose first answer takes seconds (JVM start, paraphrase table). :class:`Meteor`
+owns one for its lifetime (use it as a context manager); :class:`SharedMeteor`,
+what :func:`scorer` and the METEOR reward use, sends its requests to the one
+process that :mod:`rewarded_soups.rewards.meteor_service` keeps for every job of
+the user on the machine, so that 29 scoring jobs pay for one Java start.
 """
 
 from __future__ import annotations
@@ -175,21 +177,30 @@ class Meteor:
     def __call__(self, candidates: Sequence[str], references: Sequence[Sequence[str]]) -> list[float]:
         if not candidates:
             return []
+        gts, res = _inputs(candidates, references)
+        return self.score_normalised(list(gts.values()), [c for (c,) in res.values()])
+
+    def score_normalised(self, gts: Sequence[Sequence[str]], res: Sequence[str]) -> list[float]:
+        """Per-segment scores of already normalised candidates against their reference sets."""
         if self._meteor is None:
             raise RuntimeError("this Meteor scorer is closed")
-        gts, res = _inputs(candidates, references)
         with self._lock:
             process = self._meteor.meteor_p
             if process.poll() is not None:
                 raise RuntimeError(f"the METEOR Java process exited with code {process.returncode}")
             try:
-                _, scores = self._meteor.compute_score(gts, res)
+                _, scores = self._meteor.compute_score(
+                    {i: list(refs) for i, refs in enumerate(gts)}, {i: [c] for i, c in enumerate(res)}
+                )
             except ValueError:  # an empty line where a score should be: the jar died
                 process.kill()
                 process.wait()
                 error = process.stderr.read().decode(errors="replace")[-2000:]
                 raise RuntimeError(f"the METEOR Java process failed:\n{error}") from None
         return [float(s) for s in scores]
+
+    def alive(self) -> bool:
+        return self._meteor is not None and self._meteor.meteor_p.poll() is None
 
     def close(self) -> None:
         meteor, self._meteor = getattr(self, "_meteor", None), None
@@ -210,11 +221,39 @@ class Meteor:
         self.close()
 
 
+class SharedMeteor:
+    """METEOR 1.5 through the machine's shared Java process (:mod:`~rewarded_soups.rewards.meteor_service`).
+
+    Holds no process itself: the service starts on the first call and outlives
+    this object; :meth:`close` is there for the scorer protocol.
+    """
+
+    def __init__(self) -> None:
+        java_or_raise()
+
+    def __call__(self, candidates: Sequence[str], references: Sequence[Sequence[str]]) -> list[float]:
+        if not candidates:
+            return []
+        from rewarded_soups.rewards import meteor_service
+
+        gts, res = _inputs(candidates, references)
+        return meteor_service.score(list(gts.values()), [c for (c,) in res.values()])
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self) -> SharedMeteor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 def scorer(metric: str, *, df_references: Sequence[Sequence[str]] | None = None) -> Scorer:
     """A reusable ``f(candidates, references) -> list[float]`` for ``metric``.
 
     ``df_references`` fixes CIDEr's IDF corpus (ignored by the other metrics).
-    A METEOR scorer holds a Java process: close it when done.
+    METEOR goes through the machine's shared Java process (:class:`SharedMeteor`).
     """
     if metric == "bleu1":
         return Bleu(1)
@@ -225,7 +264,7 @@ def scorer(metric: str, *, df_references: Sequence[Sequence[str]] | None = None)
     if metric == "cider":
         return CiderD(df_references)
     if metric == "meteor":
-        return Meteor()
+        return SharedMeteor()
     raise ValueError(f"unknown captioning metric {metric!r}; known: {', '.join(METRICS)}")
 
 
@@ -236,10 +275,5 @@ def score(
     *,
     df_references: Sequence[Sequence[str]] | None = None,
 ) -> list[float]:
-    """One value per candidate (higher is better); METEOR's Java process lives for this call only."""
-    fn = scorer(metric, df_references=df_references)
-    try:
-        return fn(candidates, references)
-    finally:
-        if isinstance(fn, Meteor):
-            fn.close()
+    """One value per candidate (higher is better)."""
+    return scorer(metric, df_references=df_references)(candidates, references)

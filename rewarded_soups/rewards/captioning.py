@@ -41,10 +41,10 @@ class RougeReward:
 
 @reward("meteor", modality="caption")
 class MeteorReward:
-    """METEOR 1.5 (pycocoevalcap's jar: needs ``java`` on PATH); one Java process per reward object."""
+    """METEOR 1.5 (pycocoevalcap's jar: needs ``java`` on PATH), through the machine's shared Java process."""
 
     def __init__(self) -> None:
-        self._meteor = metrics.Meteor()
+        self._meteor = metrics.SharedMeteor()
 
     def __call__(self, candidates: Sequence[str], references: Sequence[Sequence[str]]) -> list[float]:
         return self._meteor(candidates, references)
