@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -98,3 +99,15 @@ def test_the_prefix_is_the_one_jobs_write():
     from rewarded_soups.workflow import TIMING_PREFIX
 
     assert _tool().TIMING_PREFIX == TIMING_PREFIX
+
+
+def test_record_counts_the_cpu_of_processes_a_job_detached(tmp_path):
+    # A job that starts a detached process (as the shared METEOR service is) and exits at once: the
+    # detached process's second of CPU still belongs to the run.
+    spinner = "import time\nt = time.process_time()\nwhile time.process_time() - t < 1.0: pass\n"
+    job = f"import subprocess, sys\nsubprocess.Popen([sys.executable, '-c', {spinner!r}], start_new_session=True)\n"
+    # In its own process: the recorder becomes the subreaper of everything below it.
+    tool = [sys.executable, str(ROOT / "tools" / "profile-run.py"), "--record", str(tmp_path), "--"]
+    subprocess.run([*tool, sys.executable, "-c", job], check=True)
+    run = json.loads((tmp_path / "benchmarks" / "run.json").read_text())
+    assert run["cpu"] >= 1.0 and "note" not in run
