@@ -245,6 +245,33 @@ def scorers(task: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {**task["rewards"], **task.get("metrics", {})}
 
 
+# The score job of a model's rule-based scorers; reward names match ^[a-z][a-z0-9_]*$, so never one of them.
+RULE_BASED = "rule-based"
+
+
+def score_groups(task: dict[str, Any]) -> dict[str, list[str]]:
+    """The score jobs of each model: group name -> the scorers it evaluates.
+
+    A scorer that runs a model (its declaration's ``uses_device``: reward
+    models, perplexity) is a job of its own, named after it, so that replacing
+    or re-configuring it rescores it alone. The others are functions of the
+    samples that take milliseconds to seconds (the captioning metrics, image
+    statistics, rollout returns, VADER); one job scores them all
+    (:data:`RULE_BASED`), which saves a process, its imports and Snakemake's
+    bookkeeping per scorer and model (about 1.5 s each) at the price of
+    rescoring them together when one of them changes.
+    """
+    from rewarded_soups import registry
+
+    groups: dict[str, list[str]] = {}
+    for name, spec in scorers(task).items():
+        if registry.reward_spec(spec["kind"]).uses_device:
+            groups[name] = [name]
+        else:
+            groups.setdefault(RULE_BASED, []).append(name)
+    return groups
+
+
 def qualitative_models(task: dict[str, Any]) -> list[Model]:
     """θ0 and the models at the λ values of ``plots.qualitative`` (the first reward's weight).
 

@@ -18,16 +18,19 @@ REPORTED_SPLIT = "test"
 
 
 def read_score_files(paths: Iterable[str | Path]) -> pd.DataFrame:
-    """Gather the per-(model, reward) JSON files written by the score rule, one row per split."""
+    """Gather the JSON files written by the score rule (a list of (model, reward) records each), one row per split."""
     rows = []
     for path in paths:
         with open(path) as fh:
-            record = json.load(fh)
-        missing = [c for c in ("model", "kind", "weights", "reward", "splits") if c not in record]
-        if missing:
-            raise ValueError(f"{path}: score file lacks {missing}")
-        for split, values in record["splits"].items():
-            rows.append({c: record[c] for c in COLUMNS[:4]} | {"split": split} | {c: values[c] for c in COLUMNS[5:]})
+            records = json.load(fh)
+        for record in records if isinstance(records, list) else [records]:
+            missing = [c for c in ("model", "kind", "weights", "reward", "splits") if c not in record]
+            if missing:
+                raise ValueError(f"{path}: score file lacks {missing}")
+            for split, values in record["splits"].items():
+                rows.append(
+                    {c: record[c] for c in COLUMNS[:4]} | {"split": split} | {c: values[c] for c in COLUMNS[5:]}
+                )
     df = pd.DataFrame(rows, columns=COLUMNS)
     order = {k: i for i, k in enumerate(MODEL_KINDS)}
     df["_order"] = df["kind"].map(order).fillna(len(order))

@@ -70,6 +70,7 @@ for _name, _task in TASKS.items():
 wildcard_constraints:
     task="|".join(TASKS) or "no_task_enabled",
     reward=r"[a-z][a-z0-9_]*",
+    scorers=rf"[a-z][a-z0-9_]*|{plan.RULE_BASED}",
     mix=r"[a-z][a-z0-9_@.+-]*",
     method="|".join(METHODS),
     model=r"[a-z][a-z0-9_@.+-]*",
@@ -143,11 +144,24 @@ def stage_resources(stage, **override):
     return {key: resource(stage, key) for key in ("gpu", "mem_mb", "runtime", "gpu_model")} | override
 
 
+def job_rewards(wildcards, stage):
+    """The rewards a job trains on or scores: its reward, its mix's, or its score group's."""
+    task = TASKS[wildcards.task]
+    if "reward" in wildcards.keys():
+        return [wildcards.reward]
+    if "scorers" in wildcards.keys():
+        return plan.score_groups(task)[wildcards.scorers]
+    if stage == "finetune" and "mix" in wildcards.keys():
+        return [r for r, m in parse_mix(wildcards.mix).items() if m > 0]
+    return []
+
+
 def score_gpu(wildcards):
     """Scoring holds the evaluation GPUs only for rewards that run a model (reward models, perplexity)."""
     task = TASKS[wildcards.task]
-    kind = plan.scorers(task)[wildcards.reward]["kind"]
-    return task["resources"]["evaluate"]["gpu"] if registry.reward_spec(kind).uses_device else 0
+    kinds = [plan.scorers(task)[r]["kind"] for r in job_rewards(wildcards, "score")]
+    uses_device = any(registry.reward_spec(kind).uses_device for kind in kinds)
+    return task["resources"]["evaluate"]["gpu"] if uses_device else 0
 
 
 def task_code(function):
@@ -160,12 +174,7 @@ def task_code(function):
     def get(wildcards):
         task = TASKS[wildcards.task]
         scorers = plan.scorers(task)
-        if "reward" in wildcards.keys():
-            names = [wildcards.reward]
-        elif function == "finetune" and "mix" in wildcards.keys():
-            names = [r for r, m in parse_mix(wildcards.mix).items() if m > 0]
-        else:
-            names = []
+        names = job_rewards(wildcards, function)
         return _task_code(task["kind"], function, tuple(sorted({scorers[r]["kind"] for r in names})))
 
     return get
@@ -189,13 +198,7 @@ def local_inputs(stage):
         if not SPECS[wildcards.task].implements("local_inputs"):
             return []
         declared = SPECS[wildcards.task].implementation().local_inputs
-        if "reward" in wildcards.keys():
-            rewards = [wildcards.reward]
-        elif stage == "finetune" and "mix" in wildcards.keys():
-            rewards = [r for r, m in parse_mix(wildcards.mix).items() if m > 0]
-        else:
-            rewards = []
-        return declared(task, stage, rewards)
+        return declared(task, stage, job_rewards(wildcards, stage))
 
     return get
 
@@ -267,9 +270,9 @@ def wise_weights(wildcards):
 def score_files(wildcards):
     task = TASKS[wildcards.task]
     return [
-        f"results/{wildcards.task}/scores/{m.name}/{r}.json"
+        f"results/{wildcards.task}/scores/{m.name}/{group}.json"
         for m in plan.models(task)
-        for r in plan.scorers(task)
+        for group in plan.score_groups(task)
     ]
 
 

@@ -1,5 +1,7 @@
-# Generation is per model; scoring is per (model, reward), so changing one
-# reward's settings rescores that reward only.
+# Generation is per model. Scoring is per model and score group
+# (rewarded_soups.plan.score_groups): a reward that runs a model (a reward
+# model, perplexity) alone, so that changing it rescores it only; the
+# rule-based scorers of a model together in one job.
 
 
 rule generate:
@@ -33,10 +35,12 @@ rule score:
         samples="results/{task}/samples/{model}",
         local=local_inputs("score"),
     output:
-        "results/{task}/scores/{model}/{reward}.json",
+        "results/{task}/scores/{model}/{scorers}.json",
     params:
         kind=task_kind,
-        reward=lambda w: plan.canonical(plan.scorers(TASKS[w.task])[w.reward]),
+        rewards=lambda w: {
+            r: plan.canonical(plan.scorers(TASKS[w.task])[r]) for r in plan.score_groups(TASKS[w.task])[w.scorers]
+        },
         model_kind=lambda w: model_entry(w).kind,
         weights=lambda w: model_entry(w).weights,
         code=task_code("score"),
@@ -44,9 +48,9 @@ rule score:
     resources:
         **stage_resources("evaluate", gpu=score_gpu),
     log:
-        "logs/{task}/score/{model}/{reward}.log",
+        "logs/{task}/score/{model}/{scorers}.log",
     benchmark:
-        "benchmarks/{task}/score/{model}/{reward}.tsv"
+        "benchmarks/{task}/score/{model}/{scorers}.tsv"
     conda:
         conda_env
     script:

@@ -1,4 +1,8 @@
-"""One reward (or metric) on one model's samples of every held-out split (rule score)."""
+"""A score group's rewards and metrics on one model's samples of every held-out split (rule score).
+
+The group is one scorer that runs a model, or every rule-based scorer of the task
+(rewarded_soups.plan.score_groups); the file holds one row per scorer.
+"""
 
 import sys
 from pathlib import Path
@@ -13,26 +17,25 @@ from rewarded_soups.workflow import logged, write_json
 
 with logged(snakemake) as log:
     task = load_task(snakemake.params.kind)
-    per_split = task.score(
-        {split: split_samples(snakemake.input.samples, split) for split in EVALUATION_SPLITS},
-        snakemake.params.reward,
-        base_dir=Path(snakemake.input.base),
-        threads=snakemake.threads,
-    )
-    splits = {}
-    for split in EVALUATION_SPLITS:
-        values = np.asarray(per_split[split], dtype=float)
-        splits[split] = {
-            "mean": float(values.mean()),
-            "std": float(values.std(ddof=1)) if len(values) > 1 else 0.0,
-            "n": len(values),
+    samples = {split: split_samples(snakemake.input.samples, split) for split in EVALUATION_SPLITS}
+    rows = []
+    for name, reward in snakemake.params.rewards.items():
+        per_split = task.score(samples, reward, base_dir=Path(snakemake.input.base), threads=snakemake.threads)
+        splits = {}
+        for split in EVALUATION_SPLITS:
+            values = np.asarray(per_split[split], dtype=float)
+            splits[split] = {
+                "mean": float(values.mean()),
+                "std": float(values.std(ddof=1)) if len(values) > 1 else 0.0,
+                "n": len(values),
+            }
+        row = {
+            "model": snakemake.wildcards.model,
+            "kind": snakemake.params.model_kind,
+            "weights": snakemake.params.weights,
+            "reward": name,
+            "splits": splits,
         }
-    row = {
-        "model": snakemake.wildcards.model,
-        "kind": snakemake.params.model_kind,
-        "weights": snakemake.params.weights,
-        "reward": snakemake.wildcards.reward,
-        "splits": splits,
-    }
-    log.info("%s", row)
-    write_json(snakemake.output[0], row)
+        log.info("%s", row)
+        rows.append(row)
+    write_json(snakemake.output[0], rows)

@@ -152,8 +152,8 @@ def test_replacing_a_local_reward_model_reruns_what_read_it(run):
         assert ("expert", "task=llama, reward=harmless") not in rules
         assert not any(r == "pretrain" for r, _ in rules)
         assert any(r == "morl" for r, _ in rules)
-        assert ("score", "task=llama, model=init, reward=helpful") in rules
-        assert ("score", "task=llama, model=init, reward=harmless") not in rules
+        assert ("score", "task=llama, model=init, scorers=helpful") in rules
+        assert ("score", "task=llama, model=init, scorers=harmless") not in rules
     finally:
         shutil.rmtree(hub["deberta"])
         shutil.copytree(backup, hub["deberta"])
@@ -174,12 +174,12 @@ def test_every_model_job_would_get_the_gpu(run):
     gpus = {}
     for job in jobs:
         if job["rule"] in ("pretrain", "expert", "morl", "generate", "score", "soup"):
-            reward = re.search(r"reward=(\w+)", job["wildcards"])
-            key = f"score:{reward.group(1)}" if job["rule"] == "score" else job["rule"]
+            scorers = re.search(r"scorers=([\w-]+)", job["wildcards"])
+            key = f"score:{scorers.group(1)}" if job["rule"] == "score" else job["rule"]
             gpus.setdefault(key, set()).add("gpu=1" in job["resources"])
     assert gpus["pretrain"] == gpus["expert"] == gpus["morl"] == gpus["generate"] == {True}
     assert gpus["score:helpful"] == gpus["score:harmless"] == gpus["score:perplexity"] == {True}
-    assert gpus["score:concise"] == {False} and gpus["soup"] == {False}
+    assert gpus["score:rule-based"] == {False} and gpus["soup"] == {False}  # concise
     # One scoring job run for real on a simulated device: it is assigned GPU 0 (CUDA_VISIBLE_DEVICES).
     target = "results/llama/scores/init/helpful.json"
     env = {"RS_GPUS": "0", "RS_GPU_LOCK_DIR": str(workdir / "gpu-locks")}

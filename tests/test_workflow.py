@@ -220,16 +220,16 @@ def test_changing_one_reward_reruns_only_its_branch(run):
     assert [w for r, w in jobs if r == "expert"] == ["task=text, reward=concise"]
     assert rules.count("morl") == 1 and rules.count("soup") == 1
     # Regenerated: the three models that contain the concise expert; never θ0 or the other expert.
+    new_models = ("expert-concise", "soup-sentiment@0.5+concise@0.5", "morl-sentiment@0.5+concise@0.5")
     generated = sorted(w for r, w in jobs if r == "generate")
-    assert generated == sorted(
-        f"task=text, model={m}"
-        for m in ("expert-concise", "soup-sentiment@0.5+concise@0.5", "morl-sentiment@0.5+concise@0.5")
+    assert generated == sorted(f"task=text, model={m}" for m in new_models)
+    # Rescored: every model's rule-based scorers (concise is one: 5 jobs), and perplexity (a model of its own)
+    # of the 3 new models only.
+    scored = sorted(w for r, w in jobs if r == "score")
+    assert scored == sorted(
+        [f"task=text, model={m}, scorers=rule-based" for m in ("init", "expert-sentiment")]
+        + [f"task=text, model={m}, scorers={s}" for m in new_models for s in ("rule-based", "perplexity")]
     )
-    # Rescored: every model on concise (5), and the 3 new models on the other two scorers (6).
-    scored = [w for r, w in jobs if r == "score"]
-    assert len(scored) == 5 + 6
-    assert "task=text, model=expert-sentiment, reward=sentiment" not in scored
-    assert "task=text, model=init, reward=perplexity" not in scored
     assert sorted(set(rules) - {"expert", "morl", "soup", "generate", "score"}) == [
         "advantage",
         "figures",
@@ -310,8 +310,9 @@ def test_changing_an_image_metric_only_rescores(run):
     data["tasks"]["image"]["metrics"]["smooth"]["scale"] = 2.0
     changed.write_text(yaml.safe_dump(data, sort_keys=False))
     jobs = planned_jobs(workdir, changed)
+    # The image task's scorers are all rule-based: one job per model scores them.
     assert sorted(w for r, w in jobs if r == "score") == sorted(
-        f"task=image, model={m}, reward=smooth"
+        f"task=image, model={m}, scorers=rule-based"
         for m in (
             "init",
             "expert-colourful",
@@ -332,12 +333,10 @@ def test_same_config_and_seed_give_the_same_scores(run, tmp_path):
     workdir, config = run
     shutil.copy(config, tmp_path / "config.yaml")
     init = [str(p.relative_to(workdir)) for p in workdir.glob("results/*/scores/init/*.json")]
-    experts = [
-        str(p.relative_to(workdir))
-        for p in workdir.glob("results/*/scores/expert-*/*.json")
-        if p.stem == p.parent.name.removeprefix("expert-")
-    ]
-    assert len(experts) == 11 and len(init) == 14, (experts, init)  # 2 + 2 + 2 + 5 experts; 3 + 3 + 3 + 5 scorers
+    experts = [str(p.relative_to(workdir)) for p in workdir.glob("results/*/scores/expert-*/rule-based.json")]
+    # 2 + 2 + 2 + 5 experts, on every rule-based reward (their own among them); θ0's score jobs: text's
+    # rule-based scorers and perplexity, and one job of rule-based scorers for each other task.
+    assert len(experts) == 11 and len(init) == 5, (experts, init)
     result = snakemake(tmp_path, tmp_path / "config.yaml", *init, *experts)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert not (tmp_path / "results/text/soups").exists()  # only what the targets need ran
