@@ -5,6 +5,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # the package, also outside an install
 
+from rewarded_soups.jobserver import run_warm
+
+run_warm(snakemake, "merge.py")  # in a fork of the warm server, where torch & co. are already imported
+
 from rewarded_soups.registry import load_task
 from rewarded_soups.workflow import logged
 

@@ -9,6 +9,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # the package, also outside an install
 
+from rewarded_soups.jobserver import run_warm
+
+run_warm(snakemake, "score.py")  # in a fork of the warm server, where torch & co. are already imported
+
 import numpy as np
 
 from rewarded_soups.registry import load_task

@@ -5,6 +5,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # the package, also outside an install
 
+from rewarded_soups.jobserver import run_warm
+
+run_warm(snakemake, "spider.py")  # in a fork of the warm server, where torch & co. are already imported
+
 import pandas as pd
 
 from rewarded_soups.plots import plot_spider

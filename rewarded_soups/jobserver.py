@@ -1,0 +1,380 @@
+"""Jobs' scripts run in forks of one warm Python process that has imported torch and friends once.
+
+Importing torch, transformers, peft and diffusers costs a job 3 to 8 s of CPU;
+in the default run that was 491 s of 2,636, more than the work of every soup,
+score and most generations. :func:`run_warm`, the first call of a job script,
+sends the job (its Snakemake inputs, outputs, params, wildcards, threads, log,
+environment and working directory: JSON) to a server process that imported
+those libraries once (:data:`PRELOAD`); the server forks, and the fork runs the
+same script with the same ``snakemake`` object while the job's own process
+waits, passes on its exit status and, if Snakemake kills it, takes the fork
+down with it. The fork writes to the job's own stdout and stderr (their file
+descriptors travel over the socket).
+
+What keeps the results the job's own:
+
+* The fork starts with no module of this package: they are imported from the
+  job's ``sys.path``, so edited code runs (and the workflow copy the job
+  belongs to); only third-party libraries are shared.
+* One server per Python interpreter and environment (its variables, e.g.
+  Snakemake's ``OMP_NUM_THREADS`` per job thread count, which BLAS and OpenMP
+  read once when loaded): a job never runs with another job's settings.
+* CUDA is never initialised in the server (only imports), so each fork sets
+  its own ``CUDA_VISIBLE_DEVICES``; jax, whose runtime is not fork-safe, is
+  imported by the jobs that use it, in the fork.
+
+It is off (jobs run in their own process, as Snakemake starts them) with
+``REWARDED_SOUPS_WARM_JOBS=0``, and under a cluster scheduler
+(``SLURM_JOB_ID`` set): a fork of a server started by another job would run
+outside this job's allocation. The server is a shared service
+(:mod:`rewarded_soups.services`): it exits after ``IDLE_SECONDS`` without a
+job, or when the workflow ends.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import importlib
+import json
+import os
+import resource
+import runpy
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+from rewarded_soups.services import exchange, socket_dir
+
+PRELOAD = (
+    "numpy",
+    "torch",
+    "safetensors.torch",
+    "transformers",
+    "transformers.modeling_utils",
+    "peft",
+    "trl",
+    "diffusers",
+    "pandas",
+    "matplotlib",
+)
+IDLE_SECONDS = 600.0
+START_TIMEOUT_SECONDS = 300.0
+ENABLE_ENV = "REWARDED_SOUPS_WARM_JOBS"
+IDLE_ENV = "REWARDED_SOUPS_WARM_JOBS_IDLE_SECONDS"
+# Cluster schedulers: a job's fork must run inside that job's allocation.
+SCHEDULER_ENV = ("SLURM_JOB_ID", "PBS_JOBID", "LSB_JOBID", "JOB_ID")
+# A job's request starts with this byte, which carries its stdout and stderr; a plain JSON line
+# (rewarded_soups.services: ping, stop) starts with "{".
+_FDS_FOLLOW = b"F"
+_FORK_ENV = "REWARDED_SOUPS_IN_WARM_FORK"
+
+# Set in a fork: the script's run_warm call then returns and the script does the work.
+_in_fork = False
+_preloaded: frozenset[str] = frozenset()
+
+
+def preloaded() -> frozenset[str]:
+    """Modules this process got from the warm server rather than importing them (empty outside a fork)."""
+    return _preloaded
+
+
+def enabled() -> bool:
+    if os.environ.get(ENABLE_ENV, "1").strip().lower() in ("0", "false", "no", "off"):
+        return False
+    return not any(os.environ.get(name) for name in SCHEDULER_ENV)
+
+
+def socket_path() -> Path:
+    """One server per interpreter (by path and file identity) and environment."""
+    exe = Path(sys.executable)
+    stat = Path(os.path.realpath(exe)).stat()
+    env = sorted((k, v) for k, v in os.environ.items() if not k.startswith("SNAKEMAKE_"))
+    key = json.dumps([str(exe), stat.st_ino, stat.st_mtime_ns, PRELOAD, env])
+    return socket_dir() / f"jobs-{hashlib.sha256(key.encode()).hexdigest()[:16]}.sock"
+
+
+# --- the job's side ------------------------------------------------------------------------------------------------
+
+
+def _namedlist(value: Any) -> dict[str, Any]:
+    names = getattr(value, "_names", {}) or {}
+    return {"items": list(value), "names": {n: list(span) for n, span in names.items()}}
+
+
+def _request(smk: Any, script: str) -> bytes:
+    job = {
+        "op": "run",
+        "script": str(Path(smk.scriptdir) / script),
+        "cwd": os.getcwd(),
+        "env": dict(os.environ),
+        "sys_path": sys.path,
+        "snakemake": {
+            **{f: _namedlist(getattr(smk, f)) for f in ("input", "output", "params", "wildcards", "log", "resources")},
+            # The class Snakemake's script preamble gives (snakemake.iocontainers.Namedlist in Snakemake 9).
+            "namedlist": next(
+                f"{c.__module__}:{c.__qualname__}" for c in type(smk.input).__mro__ if c.__name__ == "Namedlist"
+            ),
+            "threads": smk.threads,
+            "rule": smk.rule,
+            "scriptdir": smk.scriptdir,
+            "config": smk.config,
+        },
+    }
+    return json.dumps(job).encode()  # TypeError for what JSON cannot carry: the job then runs here
+
+
+def run_warm(smk: Any, script: str) -> None:
+    """In a job: run this script (``scripts/<script>``) in a fork of the warm server and exit with its status.
+
+    Returns at once in the fork itself, and where the server is off or the job
+    cannot travel as JSON: the script then runs in this process.
+    """
+    if _in_fork or os.environ.get(_FORK_ENV) or not enabled():
+        return
+    try:
+        payload = _request(smk, script)
+    except (TypeError, ValueError):
+        return
+    path = socket_path()
+    for attempt in (1, 2):
+        try:
+            conn = _connect(path)
+            break
+        except (FileNotFoundError, ConnectionRefusedError):
+            if attempt == 2:
+                raise
+            with open(path.with_suffix(".lock"), "w") as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX)  # one job starts the server; the others wait, then connect
+                _start(path)
+    # If Snakemake kills this process, the kernel closes its end of the connection, and the fork stops too.
+    with conn:
+        socket.send_fds(conn, [_FDS_FOLLOW], [1, 2])
+        conn.sendall(payload + b"\n")
+        with conn.makefile("rb") as answers:
+            line = answers.readline()
+    if not line:
+        print(f"the warm job server at {path} ended without an answer; see {path.with_suffix('.log')}", file=sys.stderr)
+        sys.exit(1)
+    sys.exit(int(json.loads(line)["returncode"]))
+
+
+def _connect(path: Path) -> socket.socket:
+    conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        conn.connect(str(path))
+    except OSError:
+        conn.close()
+        raise
+    return conn
+
+
+def _ping(path: Path) -> bool:
+    with contextlib.suppress(OSError, ValueError, RuntimeError):
+        return "pid" in exchange(path, {"op": "ping"}, timeout=30)
+    return False
+
+
+def _start(path: Path) -> None:
+    """Start a server for ``path`` unless one answers; the caller holds the start lock."""
+    if _ping(path):
+        return
+    path.unlink(missing_ok=True)  # a stale socket of a server that died
+    log_path = path.with_suffix(".log")
+    package_root = str(Path(__file__).resolve().parents[1])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))}
+    with open(log_path, "ab") as log:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "rewarded_soups.jobserver", str(path)],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=path.parent,
+            start_new_session=True,  # outlives the job that started it; never holds the job's pipes
+        )
+    deadline = time.monotonic() + START_TIMEOUT_SECONDS
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            tail = log_path.read_text(errors="replace")[-2000:]
+            raise RuntimeError(f"the warm job server exited with code {server.returncode} while starting:\n{tail}")
+        if _ping(path):
+            return
+        time.sleep(0.05)
+    server.kill()
+    raise RuntimeError(f"the warm job server did not answer within {START_TIMEOUT_SECONDS:.0f} s; see {log_path}")
+
+
+# --- the server's side ---------------------------------------------------------------------------------------------
+
+
+def _receive(conn: socket.socket) -> tuple[dict, list[int]]:
+    """A request: a JSON line, after one marker byte that carries the job's stdout and stderr where it has them."""
+    first, fds, _, _ = socket.recv_fds(conn, 1, 2)
+    with conn.makefile("rb") as lines:
+        line = lines.readline()
+    return json.loads(line if first == _FDS_FOLLOW else first + line), list(fds)
+
+
+class _Job:
+    """The fork's ``snakemake`` object: what Snakemake's script preamble gives a script, rebuilt from JSON."""
+
+    def __init__(self, fields: dict[str, Any]) -> None:
+        module, qualname = fields["namedlist"].split(":")
+        namedlist = getattr(importlib.import_module(module), qualname)
+        for name in ("input", "output", "params", "wildcards", "log", "resources"):
+            value = namedlist(fields[name]["items"])
+            for key, (start, end) in fields[name]["names"].items():
+                value._set_name(key, start, end)
+            setattr(self, name, value)
+        self.threads = fields["threads"]
+        self.rule = fields["rule"]
+        self.scriptdir = fields["scriptdir"]
+        self.config = fields["config"]
+
+
+def _exit_with_the_job(conn: socket.socket) -> None:
+    """In the fork: the job's process is gone (killed by Snakemake) when its end of the socket closes."""
+    with contextlib.suppress(OSError):
+        conn.recv(1)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _run_fork(conn: socket.socket, job: dict, fds: list[int]) -> None:
+    """In the fork: become the job (its directory, environment, stdout and stderr), run the script, answer."""
+    global _in_fork, _preloaded
+    returncode = 1
+    try:
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD):
+            signal.signal(signum, signal.SIG_DFL)
+        os.dup2(fds[0], 1)
+        os.dup2(fds[1], 2)
+        for fd in fds:
+            os.close(fd)
+        os.chdir(job["cwd"])
+        os.environ.clear()
+        os.environ.update(job["env"])
+        os.environ[_FORK_ENV] = "1"  # a second guard against a fork sending its job back to the server
+        sys.path[:] = job["sys_path"]
+        _preloaded = frozenset(m for m in sys.modules if "." not in m)
+        for name in [m for m in sys.modules if m == "rewarded_soups" or m.startswith("rewarded_soups.")]:
+            if name != __name__:
+                del sys.modules[name]
+        _in_fork = True
+        threading.Thread(target=_exit_with_the_job, args=(conn,), daemon=True).start()
+        try:
+            runpy.run_path(job["script"], init_globals={"snakemake": _Job(job["snakemake"])}, run_name="__main__")
+            returncode = 0
+        except SystemExit as stop:
+            returncode = stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 1)
+        except BaseException:
+            traceback.print_exc()
+            returncode = 1
+    finally:
+        with contextlib.suppress(Exception):
+            import logging
+
+            logging.shutdown()
+            sys.stdout.flush()
+            sys.stderr.flush()
+        with contextlib.suppress(OSError):
+            conn.sendall(json.dumps({"returncode": returncode}).encode() + b"\n")
+        os._exit(returncode)
+
+
+def serve(path: Path, idle_seconds: float) -> None:
+    """Import :data:`PRELOAD`, then fork one child per job until idle or asked to stop."""
+    started = time.process_time()
+    loaded = []
+    for module in PRELOAD:
+        try:
+            importlib.import_module(module)
+            loaded.append(module)
+        except Exception as error:  # an optional library this environment lacks: its jobs import what they use
+            print(f"not preloaded: {module} ({type(error).__name__}: {error})", flush=True)
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    staging = path.with_name(f"{path.stem}.{os.getpid()}.staging")
+    staging.unlink(missing_ok=True)
+    listener.bind(str(staging))
+    listener.listen(64)
+    os.replace(staging, path)  # jobs connect only to a ready server
+    inode = path.stat().st_ino
+    print(
+        f"warm job server pid {os.getpid()} ready on {path}: {', '.join(loaded)} imported in "
+        f"{time.process_time() - started:.1f} s of CPU",
+        flush=True,
+    )
+    children: set[int] = set()
+    jobs = 0
+    last_activity = time.monotonic()
+    try:
+        while True:
+            while children:
+                pid, _ = os.waitpid(-1, os.WNOHANG)
+                if pid == 0:
+                    break
+                children.discard(pid)
+                last_activity = time.monotonic()
+            listener.settimeout(1.0 if children else max(0.1, idle_seconds - (time.monotonic() - last_activity)))
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                if not children and time.monotonic() - last_activity >= idle_seconds:
+                    print(f"idle for {idle_seconds:.0f} s: exiting", flush=True)
+                    break
+                continue
+            last_activity = time.monotonic()
+            with conn:
+                conn.settimeout(60)
+                try:
+                    job, fds = _receive(conn)
+                except (OSError, ValueError) as error:
+                    print(f"a bad request: {error}", flush=True)
+                    continue
+                op = job.get("op")
+                if op == "run":
+                    conn.settimeout(None)
+                    pid = os.fork()
+                    if pid == 0:
+                        listener.close()
+                        _run_fork(conn, job, fds)
+                    children.add(pid)
+                    jobs += 1
+                else:
+                    with contextlib.suppress(OSError):
+                        conn.sendall(json.dumps({"pid": os.getpid(), "jobs": jobs}).encode() + b"\n")
+                for fd in fds:
+                    os.close(fd)
+                if op == "stop":
+                    print("stop requested: exiting after the running jobs", flush=True)
+                    break
+    finally:
+        with contextlib.suppress(OSError):
+            if path.stat().st_ino == inode:
+                path.unlink()
+        listener.close()
+        for pid in children:
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, 0)
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        print(f"ran {jobs} jobs; the server's own CPU {usage.ru_utime + usage.ru_stime:.1f} s", flush=True)
+
+
+def main() -> None:
+    path = Path(sys.argv[1])
+    serve(path, float(os.environ.get(IDLE_ENV, IDLE_SECONDS)))
+
+
+if __name__ == "__main__":
+    # Run as rewarded_soups.jobserver, not __main__: the forks' scripts import that module and must find
+    # it marked as a fork (_in_fork), not a fresh copy that would send the job here again.
+    from rewarded_soups import jobserver
+
+    jobserver.main()
