@@ -19,9 +19,10 @@ What keeps the results the job's own:
 * One server per Python interpreter and environment (its variables, e.g.
   Snakemake's ``OMP_NUM_THREADS`` per job thread count, which BLAS and OpenMP
   read once when loaded): a job never runs with another job's settings.
-* CUDA is never initialised in the server (only imports), so each fork sets
-  its own ``CUDA_VISIBLE_DEVICES``; jax, whose runtime is not fork-safe, is
-  imported by the jobs that use it, in the fork.
+* Nothing runs in the server but imports: CUDA is never initialised, so each
+  fork sets its own ``CUDA_VISIBLE_DEVICES``; jax creates no XLA backend (not
+  fork-safe, with its threads) until a fork asks for a device, and XLA reads
+  the fork's ``XLA_FLAGS`` then.
 
 It is off (jobs run in their own process, as Snakemake starts them) with
 ``REWARDED_SOUPS_WARM_JOBS=0``, and under a cluster scheduler
@@ -64,6 +65,10 @@ PRELOAD = (
     "diffusers",
     "pandas",
     "matplotlib",
+    # Imported only: no XLA backend exists until a fork asks for a device, and XLA reads XLA_FLAGS then.
+    "jax",
+    "brax.envs",
+    "brax.training.agents.ppo.train",
 )
 IDLE_SECONDS = 600.0
 START_TIMEOUT_SECONDS = 300.0

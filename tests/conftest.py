@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import copy
+import os
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,24 @@ from rewarded_soups.config import validate_config
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = ROOT / "tests" / "data" / "tiny.yaml"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def shared_jax_compilation_cache(tmp_path_factory):
+    """One jax compilation cache (``RS_JAX_CACHE``) for every workflow the tests run.
+
+    The locomotion task caches compiled programs in its working directory; the
+    determinism and shipped-θ0 tests rerun the same programs in other
+    directories, and compiling them again was most of their time. XLA's
+    compilation is deterministic, so loading a program changes no number.
+    """
+    previous = os.environ.get("RS_JAX_CACHE")
+    os.environ["RS_JAX_CACHE"] = str(tmp_path_factory.mktemp("jax-cache"))
+    yield
+    if previous is None:
+        os.environ.pop("RS_JAX_CACHE", None)
+    else:
+        os.environ["RS_JAX_CACHE"] = previous
 
 
 @pytest.fixture
