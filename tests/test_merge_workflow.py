@@ -21,7 +21,7 @@ import yaml
 from rewarded_soups.plots import plot_front
 
 ROOT = Path(__file__).resolve().parent.parent
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 TEXT = {
     "kind": "text",

@@ -20,7 +20,7 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 ACCOUNT, PARTITION = "rs-test", "debug"  # what tools/local-slurm.sh creates
 
-pytestmark = pytest.mark.slurm
+pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
 
 def cluster_is_up() -> bool:

@@ -324,6 +324,7 @@ def test_changing_an_image_metric_only_rescores(run):
     assert {r for r, _ in jobs} == {"score", "scores_table", "summary", "figures", "advantage"}
 
 
+@pytest.mark.slow
 def test_same_config_and_seed_give_the_same_scores(run, tmp_path):
     """Train every θ0 and expert again: θ0's scores on every reward and each expert's on its own are identical.
 
@@ -453,6 +454,7 @@ def test_a_corrupted_expert_is_reported_and_never_merged(run):
     assert (workdir / "results/text/scores.csv").read_bytes() == scores
 
 
+@pytest.mark.slow
 def test_a_shipped_theta0_gives_the_same_results_as_pretraining(run, tmp_path):
     """Ship the run's text θ0 with the tool, start a new run from it: same scores, no training of θ0."""
     workdir, config = run
