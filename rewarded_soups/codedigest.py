@@ -18,11 +18,16 @@ task's jobs; editing ``plots.py`` changes only the figure jobs' digests.
 from __future__ import annotations
 
 import ast
+import atexit
+import contextlib
 import hashlib
 import importlib.util
-from collections.abc import Iterable
+import json
+import os
+from collections.abc import Callable, Iterable
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 
 @cache
@@ -62,16 +67,66 @@ def _tree(path: Path) -> ast.Module:
     return ast.parse(path.read_text(), filename=str(path))
 
 
+# What each file gave (its dump, its imports, a function's part), kept between runs: every
+# `snakemake` call (a no-op one too) digests the same few dozen files, and parsing and
+# dumping them was a fifth of a no-op's CPU. A file's entry is valid while its size,
+# modification time and inode are those it had (use_disk_cache).
+_disk_file: Path | None = None
+_disk: dict[str, dict[str, Any]] = {}
+_disk_changed = False
+
+
+def use_disk_cache(path: str | Path) -> None:
+    """Keep what files gave in ``path`` (JSON, written at exit when it changed); a bad file is ignored."""
+    global _disk_file, _disk
+    _disk_file = Path(path)
+    try:
+        loaded = json.loads(_disk_file.read_text())
+        _disk = loaded if isinstance(loaded, dict) and loaded.get("version") == _DISK_VERSION else {}
+    except (OSError, ValueError):
+        _disk = {}
+    _disk.setdefault("version", _DISK_VERSION)
+    atexit.register(_save_disk_cache)
+
+
+_DISK_VERSION = 1
+
+
+def _save_disk_cache() -> None:
+    if _disk_file is None or not _disk_changed:
+        return
+    with contextlib.suppress(OSError):
+        _disk_file.parent.mkdir(parents=True, exist_ok=True)
+        staging = _disk_file.with_name(f"{_disk_file.name}.{os.getpid()}")
+        staging.write_text(json.dumps(_disk))
+        os.replace(staging, _disk_file)  # concurrent runs: one complete file wins
+
+
+def _from_file(path: Path, key: str, compute: Callable[[], Any]) -> Any:
+    global _disk_changed
+    if _disk_file is None:
+        return compute()
+    info = path.stat()
+    stamp = [info.st_size, info.st_mtime_ns, info.st_ino]
+    entry = _disk.get(str(path))
+    if not isinstance(entry, dict) or entry.get("stamp") != stamp:
+        entry = _disk[str(path)] = {"stamp": stamp}
+    if key not in entry:
+        entry[key] = compute()
+        _disk_changed = True
+    return entry[key]
+
+
 # The workflow digests tens of entries over the same files: each file is
-# parsed, dumped and searched for imports once per process.
+# parsed, dumped and searched for imports once per process (and once per change with the disk cache).
 @cache
 def _dump(path: Path) -> str:
-    return ast.dump(_tree(path))
+    return _from_file(path, "dump", lambda: ast.dump(_tree(path)))
 
 
 @cache
 def _module_imports(name: str, path: Path) -> tuple[str, ...]:
-    return tuple(sorted(_imported([_tree(path)], name, path)))
+    return tuple(_from_file(path, f"imports {name}", lambda: sorted(_imported([_tree(path)], name, path))))
 
 
 @cache
@@ -80,8 +135,13 @@ def _function_source(module: str, function: str) -> tuple[str, tuple[str, ...]]:
     path = module_file(module)
     if path is None:
         raise ModuleNotFoundError(f"code digest: module {module} not found")
-    nodes = _function_nodes(_tree(path), function)
-    return "\n".join(ast.dump(node) for node in nodes), tuple(sorted(_imported(nodes, module, path)))
+
+    def compute() -> list:
+        nodes = _function_nodes(_tree(path), function)
+        return ["\n".join(ast.dump(node) for node in nodes), sorted(_imported(nodes, module, path))]
+
+    source, imports = _from_file(path, f"function {module}:{function}", compute)
+    return source, tuple(imports)
 
 
 def _package_of(name: str, path: Path) -> str:

@@ -33,6 +33,9 @@ except ConfigError as err:
         )
     raise WorkflowError(f"invalid configuration: {err}{hint}") from None
 
+# What each source file gave the code digests, kept between runs (a no-op run parses nothing).
+codedigest.use_disk_cache(Path(".snakemake") / "rewarded_soups" / "code-digests.json")
+
 TASKS = {name: task for name, task in config["tasks"].items() if task["enabled"]}
 SPECS = {name: registry.task_spec(task["kind"]) for name, task in TASKS.items()}
 SEED = config["seed"]

@@ -87,3 +87,29 @@ def test_the_text_task_stages_import_what_they_run():
     assert "rewarded_soups.tasks.text.rl" in finetune and "rewarded_soups.tasks.text.model" not in finetune
     assert not any(name.startswith("rewarded_soups.tasks.image") for name in finetune)
     assert "rewarded_soups.plots" not in finetune
+
+
+def test_the_disk_cache_gives_the_same_digests_and_sees_edits(package, tmp_path, monkeypatch):
+    cold = {entry: codedigest.digest([entry]) for entry in ("dgpkg:train", "dgpkg:plot", "dgpkg")}
+    cache_file = tmp_path / "cache" / "code-digests.json"
+    monkeypatch.setattr(codedigest, "_disk_file", None)
+    monkeypatch.setattr(codedigest, "_disk", {})
+    monkeypatch.setattr(codedigest, "_disk_changed", False)
+    codedigest.use_disk_cache(cache_file)
+    codedigest.clear_caches()
+    assert {entry: codedigest.digest([entry]) for entry in cold} == cold
+    codedigest._save_disk_cache()
+    assert str(package / "maths.py") in cache_file.read_text()
+
+    # A later process: everything comes from the file, nothing is parsed.
+    codedigest.use_disk_cache(cache_file)
+    codedigest.clear_caches()
+    with monkeypatch.context() as patched:
+        patched.setattr(codedigest, "_tree", lambda path: pytest.fail(f"parsed {path}"))
+        assert {entry: codedigest.digest([entry]) for entry in cold} == cold
+
+    # An edit changes the file's size and time: its entry is recomputed.
+    codedigest.use_disk_cache(cache_file)
+    _edit(package / "maths.py", "a + b", "b + a")
+    assert codedigest.digest(["dgpkg:train"]) != cold["dgpkg:train"]
+    assert codedigest.digest(["dgpkg:plot"]) == cold["dgpkg:plot"]
