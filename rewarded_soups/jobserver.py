@@ -44,7 +44,6 @@ import resource
 import runpy
 import signal
 import socket
-import subprocess
 import sys
 import threading
 import time
@@ -52,7 +51,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from rewarded_soups.services import exchange, socket_dir
+from rewarded_soups.services import exchange, socket_dir, start_detached
 
 PRELOAD = (
     "numpy",
@@ -192,29 +191,10 @@ def _start(path: Path) -> None:
     if _ping(path):
         return
     path.unlink(missing_ok=True)  # a stale socket of a server that died
-    log_path = path.with_suffix(".log")
     package_root = str(Path(__file__).resolve().parents[1])
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))}
-    with open(log_path, "ab") as log:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "rewarded_soups.jobserver", str(path)],
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=env,
-            cwd=path.parent,
-            start_new_session=True,  # outlives the job that started it; never holds the job's pipes
-        )
-    deadline = time.monotonic() + START_TIMEOUT_SECONDS
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            tail = log_path.read_text(errors="replace")[-2000:]
-            raise RuntimeError(f"the warm job server exited with code {server.returncode} while starting:\n{tail}")
-        if _ping(path):
-            return
-        time.sleep(0.05)
-    server.kill()
-    raise RuntimeError(f"the warm job server did not answer within {START_TIMEOUT_SECONDS:.0f} s; see {log_path}")
+    argv = [sys.executable, "-m", "rewarded_soups.jobserver", str(path)]
+    start_detached(argv, path.with_suffix(".log"), env, lambda: _ping(path), START_TIMEOUT_SECONDS)
 
 
 # --- the server's side ---------------------------------------------------------------------------------------------

@@ -14,7 +14,11 @@ import contextlib
 import json
 import os
 import socket
+import subprocess
+import sys
 import tempfile
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 SOCKET_DIR_ENV = "REWARDED_SOUPS_SOCKET_DIR"
@@ -62,3 +66,51 @@ def stop_all() -> list[str]:
                 exchange(path, {"op": "stop"}, timeout=60)
                 stopped.append(path.stem)
     return stopped
+
+
+def start_detached(
+    argv: Sequence[str], log_path: Path, env: dict[str, str], ready: Callable[[], bool], timeout: float
+) -> None:
+    """Start a service and wait until ``ready()``; it is not a descendant of the caller.
+
+    A launcher process starts the service and exits at once, so that the
+    service is nobody's child in the job's process tree (Snakemake's benchmark
+    of the job that happened to start it would count every later job's work)
+    and ends up with the nearest subreaper (``tools/profile-run.py --record``,
+    which counts its CPU) or init.
+    """
+    launcher = (
+        "import os, subprocess, sys; "
+        "log = open(sys.argv[1], 'ab'); "
+        "service = subprocess.Popen(sys.argv[2:], stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, "
+        "start_new_session=True); print(service.pid, flush=True); os._exit(0)"
+    )
+    size = log_path.stat().st_size if log_path.exists() else 0
+    launched = subprocess.run(
+        [sys.executable, "-c", launcher, str(log_path), *argv],
+        env=env,
+        cwd=log_path.parent,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    pid = int(launched.stdout.split()[-1])
+    deadline = time.monotonic() + timeout
+    while not ready():
+        if not _running(pid) or time.monotonic() > deadline:
+            tail = log_path.read_text(errors="replace")[size:][-2000:] if log_path.exists() else ""
+            state = "exited while starting" if not _running(pid) else f"did not answer within {timeout:.0f} s"
+            raise RuntimeError(f"the service {' '.join(argv[-3:])} {state}; its log ({log_path}) says:\n{tail}")
+        time.sleep(0.05)
+
+
+def _running(pid: int) -> bool:
+    """Alive and not a zombie (a dead service waits for a reaper that is not us)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except (OSError, IndexError):
+        try:
+            os.kill(pid, 0)
+        except OSError:
+            return False
+        return True

@@ -89,7 +89,7 @@ def test_report_reads_benchmarks_logs_and_the_recorded_totals(tmp_path, capsys):
     assert tool.report(tmp_path, measure_imports=False) == 0
     out = capsys.readouterr().out
     assert "155 s from first to last entry, 4 of 4 jobs finished" in out
-    assert "jobs 19 s, so Snakemake itself 11 s" in out
+    assert "jobs 19 s, so Snakemake itself and the shared servers' start-up 11 s" in out
     assert "Critical path: 150 s over 2 jobs" in out
     row = next(line for line in out.splitlines() if line.startswith("t ") and " experts " in line and "0.5" in line)
     assert row.split()[2:] == ["1", "0.5", "0.0", "0.0", "18.0"]

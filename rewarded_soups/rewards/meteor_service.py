@@ -25,13 +25,12 @@ import json
 import os
 import resource
 import socket
-import subprocess
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from rewarded_soups.services import exchange, socket_dir
+from rewarded_soups.services import exchange, socket_dir, start_detached
 
 IDLE_SECONDS = 600.0
 START_TIMEOUT_SECONDS = 300.0
@@ -52,36 +51,21 @@ def socket_path() -> Path:
     return socket_dir() / f"meteor-{key}.sock"
 
 
+def _ping(path: Path) -> bool:
+    with contextlib.suppress(OSError, ValueError, RuntimeError):
+        return "pid" in exchange(path, {"op": "ping"}, timeout=30)
+    return False
+
+
 def _start(path: Path) -> None:
     """Start a server for ``path`` unless one answers; the caller holds the start lock."""
-    with contextlib.suppress(OSError):
-        exchange(path, {"op": "ping"}, timeout=30)
+    if _ping(path):
         return
     path.unlink(missing_ok=True)  # a stale socket of a server that died
-    log_path = path.with_suffix(".log")
     package_root = str(Path(__file__).resolve().parents[2])
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))}
-    with open(log_path, "ab") as log:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "rewarded_soups.rewards.meteor_service", "--socket", str(path)],
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=env,
-            cwd=path.parent,
-            start_new_session=True,  # outlives the job that started it; never holds the job's pipes
-        )
-    deadline = time.monotonic() + START_TIMEOUT_SECONDS
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            tail = log_path.read_text(errors="replace")[-2000:]
-            raise RuntimeError(f"the METEOR service exited with code {server.returncode} while starting:\n{tail}")
-        with contextlib.suppress(OSError):
-            exchange(path, {"op": "ping"}, timeout=30)
-            return
-        time.sleep(0.1)
-    server.kill()
-    raise RuntimeError(f"the METEOR service did not answer within {START_TIMEOUT_SECONDS:.0f} s; see {log_path}")
+    argv = [sys.executable, "-m", "rewarded_soups.rewards.meteor_service", "--socket", str(path)]
+    start_detached(argv, path.with_suffix(".log"), env, lambda: _ping(path), START_TIMEOUT_SECONDS)
 
 
 def request(payload: dict) -> dict:
