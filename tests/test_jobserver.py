@@ -68,6 +68,7 @@ JOB = textwrap.dedent(
             "cwd": os.getcwd(),
             "marker": os.environ.get("JOB_MARKER"),
             "grid_file": rewarded_soups.grid.__file__,
+            "frozen_objects": __import__("gc").get_freeze_count(),
         }}, fh)
     mode = open("mode").read() if os.path.exists("mode") else ""
     if mode == "fail":
@@ -125,6 +126,8 @@ def test_a_job_runs_in_a_warm_fork_with_its_own_inputs_environment_and_code(job_
     assert result["model"] == "m1" and result["cwd"] == str(directory) and result["marker"] == "from the job"
     assert result["grid_file"] == str(ROOT / "rewarded_soups" / "grid.py")  # the job's package, imported afresh
     assert "hello from the job" in out  # the fork wrote to the job's own stdout
+    # The libraries' objects are out of the garbage collector's sight (else every full collection scans them).
+    assert result["frozen_objects"] > 100_000
 
     # A second job is another fork of the same server; a failure is the job's exit status, its traceback on
     # the job's stderr.
