@@ -14,6 +14,10 @@ rule expert:
         seed=SEED,
         code=task_code("finetune"),
     threads: resource("finetune", "threads")
+    # Training before evaluation when both are ready: the many short soup, generate and
+    # score jobs then fill both cores at the end, instead of one long expert running
+    # alone after them (measured: the locomotion branch started last without it).
+    priority: 1
     resources:
         **stage_resources("finetune"),
     log:

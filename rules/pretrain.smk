@@ -12,6 +12,8 @@ rule pretrain:
         theta0=lambda w: TASKS[w.task]["theta0"] or "",
         code=task_code("pretrain"),
     threads: resource("pretrain", "threads")
+    # Training first: see rules/finetune.smk.
+    priority: 2
     resources:
         **stage_resources("pretrain"),
     log:
