@@ -142,6 +142,22 @@ def resource(stage, key):
     return get
 
 
+def pretrain_resource(key):
+    """Pre-training's threads or GPUs; a shipped θ0 is only copied: one core, no GPU.
+
+    (A two-core copy job would wait for a moment when both cores are free, which a
+    stream of one-core jobs rarely leaves: it held back the task's whole branch.)
+    """
+    configured = resource("pretrain", key)
+
+    def get(wildcards):
+        if shipped_theta0(wildcards.task) is not None:
+            return {"threads": 1, "gpu": 0}[key]
+        return configured(wildcards)
+
+    return get
+
+
 def stage_resources(stage, **override):
     """A stage's Snakemake resources (``resources: **stage_resources("finetune")``); threads go in ``threads:``."""
     return {key: resource(stage, key) for key in ("gpu", "mem_mb", "runtime", "gpu_model")} | override

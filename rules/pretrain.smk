@@ -11,11 +11,11 @@ rule pretrain:
         seed=SEED,
         theta0=lambda w: TASKS[w.task]["theta0"] or "",
         code=task_code("pretrain"),
-    threads: resource("pretrain", "threads")
+    threads: pretrain_resource("threads")
     # Training first: see rules/finetune.smk.
     priority: 2
     resources:
-        **stage_resources("pretrain"),
+        **stage_resources("pretrain", gpu=pretrain_resource("gpu")),
     log:
         "logs/{task}/pretrain.log",
     benchmark:
