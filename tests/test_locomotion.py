@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import inspect
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,6 +15,8 @@ from rewarded_soups.rewards.locomotion import ActionCost, EpisodeLength, Locomot
 from rewarded_soups.tasks import locomotion
 from rewarded_soups.tasks.locomotion import policy as io
 from rewarded_soups.tasks.locomotion.env import configure_jax, make_env, mixed_ctrl_cost
+
+ROOT = Path(__file__).resolve().parent.parent
 
 DATA = {
     "env": "humanoid",
@@ -287,3 +292,20 @@ def test_training_network_reads_the_frozen_normaliser(jax):
     )
     other = plain[0]((placeholder, base.params, None), deterministic=True)(obs, jax.random.PRNGKey(0))[0]
     assert not np.allclose(np.asarray(other), np.asarray(trained))
+
+
+def test_compile_once_compiles_under_the_cache_lock_and_gives_jits_result(tmp_path):
+    # In its own interpreter: jax's compilation cache directory is process-wide state.
+    code = f"""
+import jax, jax.numpy as jnp
+from pathlib import Path
+from rewarded_soups.tasks.locomotion.rollout import compile_once
+f = jax.jit(lambda x: jnp.sin(x) * 2.0)
+x = jnp.arange(5.0)
+assert (compile_once(f, x)(x) == f(x)).all()  # no cache: compiled here
+jax.config.update("jax_compilation_cache_dir", {str(tmp_path / "cache")!r})
+assert (compile_once(f, x)(x) == f(x)).all()
+assert (Path({str(tmp_path / "cache")!r}) / "compile.lock").exists()
+"""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 0, result.stderr[-2000:]
