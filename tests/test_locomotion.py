@@ -196,6 +196,8 @@ def test_shim_matches_jax_and_is_needed_while_brax_calls_it(jax, request):
     assert compat.install() is False  # a no-op when present
 
 
+# Second tier: brax's PPO compiled for a newer jax's API (accelerator installs); 184 s of the first tier.
+@pytest.mark.slow
 def test_ppo_runs_on_a_jax_without_device_put_replicated(jax_without_replicated, tmp_path):
     """brax PPO through the task's entry points on a jax that lacks the function (jax >= 0.10)."""
     from rewarded_soups.tasks import locomotion
