@@ -35,7 +35,6 @@ job, or when the workflow ends.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import gc
 import hashlib
 import importlib
@@ -52,7 +51,8 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from rewarded_soups.services import exchange, socket_dir, start_detached
+from rewarded_soups.services import socket_dir
+from rewarded_soups.services import start as start_service
 
 PRELOAD = (
     "numpy",
@@ -156,9 +156,7 @@ def run_warm(smk: Any, script: str) -> None:
         except (FileNotFoundError, ConnectionRefusedError):
             if attempt == 2:
                 raise
-            with open(path.with_suffix(".lock"), "w") as lock:
-                fcntl.flock(lock, fcntl.LOCK_EX)  # one job starts the server; the others wait, then connect
-                _start(path)
+            start_service(path, ["rewarded_soups.jobserver", str(path)], START_TIMEOUT_SECONDS)
     # If Snakemake kills this process, the kernel closes its end of the connection, and the fork stops too.
     with conn:
         socket.send_fds(conn, [_FDS_FOLLOW], [1, 2])
@@ -179,23 +177,6 @@ def _connect(path: Path) -> socket.socket:
         conn.close()
         raise
     return conn
-
-
-def _ping(path: Path) -> bool:
-    with contextlib.suppress(OSError, ValueError, RuntimeError):
-        return "pid" in exchange(path, {"op": "ping"}, timeout=30)
-    return False
-
-
-def _start(path: Path) -> None:
-    """Start a server for ``path`` unless one answers; the caller holds the start lock."""
-    if _ping(path):
-        return
-    path.unlink(missing_ok=True)  # a stale socket of a server that died
-    package_root = str(Path(__file__).resolve().parents[1])
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))}
-    argv = [sys.executable, "-m", "rewarded_soups.jobserver", str(path)]
-    start_detached(argv, path.with_suffix(".log"), env, lambda: _ping(path), START_TIMEOUT_SECONDS)
 
 
 # --- the server's side ---------------------------------------------------------------------------------------------

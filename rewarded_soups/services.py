@@ -11,6 +11,7 @@ outlives a workflow by more than its idle timeout even when a job was killed.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import socket
@@ -114,3 +115,30 @@ def _running(pid: int) -> bool:
         except OSError:
             return False
         return True
+
+
+def ping(path: Path) -> bool:
+    """Whether a service answers at ``path``."""
+    with contextlib.suppress(OSError, ValueError, RuntimeError):
+        return "pid" in exchange(path, {"op": "ping"}, timeout=30)
+    return False
+
+
+def start(path: Path, module_args: Sequence[str], timeout: float) -> None:
+    """Start ``python -m <module_args>`` as the service of ``path`` unless one answers there.
+
+    Under a lock next to the socket: of jobs that find no service at once, one starts it
+    and the others wait, then connect. The service imports this package from where the
+    caller found it.
+    """
+    with open(path.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if ping(path):
+            return
+        path.unlink(missing_ok=True)  # a stale socket of a service that died
+        package_root = str(Path(__file__).resolve().parents[1])
+        pythonpath = os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))
+        argv = [sys.executable, "-m", *module_args]
+        start_detached(
+            argv, path.with_suffix(".log"), {**os.environ, "PYTHONPATH": pythonpath}, lambda: ping(path), timeout
+        )

@@ -19,18 +19,16 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import fcntl
 import hashlib
 import json
 import os
 import resource
 import socket
-import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from rewarded_soups.services import exchange, socket_dir, start_detached
+from rewarded_soups.services import exchange, socket_dir, start
 
 IDLE_SECONDS = 600.0
 START_TIMEOUT_SECONDS = 300.0
@@ -51,23 +49,6 @@ def socket_path() -> Path:
     return socket_dir() / f"meteor-{key}.sock"
 
 
-def _ping(path: Path) -> bool:
-    with contextlib.suppress(OSError, ValueError, RuntimeError):
-        return "pid" in exchange(path, {"op": "ping"}, timeout=30)
-    return False
-
-
-def _start(path: Path) -> None:
-    """Start a server for ``path`` unless one answers; the caller holds the start lock."""
-    if _ping(path):
-        return
-    path.unlink(missing_ok=True)  # a stale socket of a server that died
-    package_root = str(Path(__file__).resolve().parents[2])
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))}
-    argv = [sys.executable, "-m", "rewarded_soups.rewards.meteor_service", "--socket", str(path)]
-    start_detached(argv, path.with_suffix(".log"), env, lambda: _ping(path), START_TIMEOUT_SECONDS)
-
-
 def request(payload: dict) -> dict:
     """Send one request, starting the server first if none answers (one retry if it was exiting)."""
     path = socket_path()
@@ -77,9 +58,7 @@ def request(payload: dict) -> dict:
         except (FileNotFoundError, ConnectionRefusedError, ConnectionResetError, BrokenPipeError):
             if attempt == 2:
                 raise
-        with open(path.with_suffix(".lock"), "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)  # one job starts it; the others wait here and then connect
-            _start(path)
+        start(path, ["rewarded_soups.rewards.meteor_service", "--socket", str(path)], START_TIMEOUT_SECONDS)
     raise AssertionError("unreachable")
 
 
