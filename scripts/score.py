@@ -28,6 +28,14 @@ with logged(snakemake) as log:
         splits = {}
         for split in EVALUATION_SPLITS:
             values = np.asarray(per_split[split], dtype=float)
+            # NaN: the reward does not apply to that sample (grounding accuracy on small objects, for a
+            # large target); the mean, spread and count are over the samples it applies to.
+            values = values[~np.isnan(values)]
+            if not len(values):
+                raise ValueError(
+                    f"reward {name!r} applies to none of the {len(per_split[split])} {split} samples of model "
+                    f"{snakemake.wildcards.model} (every value is NaN): evaluate more inputs, or check its options"
+                )
             splits[split] = {
                 "mean": float(values.mean()),
                 "std": float(values.std(ddof=1)) if len(values) > 1 else 0.0,

@@ -35,8 +35,9 @@ def tiny(tmp_path_factory):
 
 
 def test_reward_options_and_cider_context():
-    assert reward_spec("bleu").options() == (set(), {"n": 4})
-    assert reward_spec("cider").options() == (set(), {})  # df_references comes from θ0, not the config
+    assert reward_spec("bleu").options() == (set(), {"n": 4, "reference_mode": "multi"})
+    # df_references comes from θ0, not the config
+    assert reward_spec("cider").options() == (set(), {"reference_mode": "multi"})
     refs = [["a red circle on the left", "one red disc on the left side"]]
     bleu1 = build_reward({"kind": "bleu", "n": 1})
     assert bleu1(["a red circle on the left"], refs) == [pytest.approx(1.0)]

@@ -106,7 +106,9 @@ def test_default_sections_are_not_shared_between_tasks():
     assert config["tasks"]["b"]["analysis"]["axes"] == ["risky", "safe"]
 
 
-@pytest.mark.parametrize("name", ["paper-locomotion", "paper-image", "paper-captioning"])
+@pytest.mark.parametrize(
+    "name", ["paper-locomotion", "paper-image", "paper-captioning", "paper-vg", "paper-vqa", "grounding-vqa"]
+)
 def test_accelerator_configs_validate_over_the_default_and_run_one_task(name):
     """A --configfile is merged over config.yaml (snakemake's update_config): each paper config keeps one task."""
     from snakemake.utils import update_config
@@ -116,8 +118,17 @@ def test_accelerator_configs_validate_over_the_default_and_run_one_task(name):
     update_config(config, yaml.safe_load((root / "config" / f"{name}.yaml").read_text()))
     config = validate_config(config)
     enabled = [t for t, task in config["tasks"].items() if task["enabled"]]
-    assert enabled == [{"paper-locomotion": "locomotion"}.get(name, name.removeprefix("paper-"))]
-    assert all(config["tasks"][enabled[0]]["resources"][stage]["gpu"] == 1 for stage in ("pretrain", "finetune"))
+    expected = {"paper-vg": ["grounding"], "grounding-vqa": ["grounding", "vqa"]}
+    assert enabled == expected.get(name, [name.removeprefix("paper-")])
+    gpus = {config["tasks"][t]["resources"][stage]["gpu"] for t in enabled for stage in ("pretrain", "finetune")}
+    assert gpus == ({0} if name == "grounding-vqa" else {1})  # the CPU default's sizes, or the accelerator's
+
+
+def test_the_default_config_leaves_grounding_and_vqa_off():
+    root = Path(__file__).resolve().parent.parent
+    config = validate_config(yaml.safe_load((root / "config.yaml").read_text()))
+    enabled = [t for t, task in config["tasks"].items() if task["enabled"]]
+    assert enabled == ["text", "locomotion", "image", "captioning"]
 
 
 # Issue 18's table: each bad input fails before any job, naming the key, in one line.

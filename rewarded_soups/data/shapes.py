@@ -32,6 +32,8 @@ POSITIONS = {  # centre (x, y) as fractions of the image side
     "bottom": (0.5, 0.75),
     "centre": (0.5, 0.5),
 }
+SQUARE_HALF_SIDE = 0.85  # a square's half side, as a fraction of its radius
+TRIANGLE_BASE = 0.6  # a triangle's base lies this fraction of its radius below the centre
 # A second object goes opposite the first; with these sizes, two large shapes never touch.
 OPPOSITE = {"left": "right", "right": "left", "top": "bottom", "bottom": "top"}
 
@@ -65,20 +67,37 @@ def render(scene: Scene, size: int = 32) -> np.ndarray:
     """The scene as a ``size × size × 3`` uint8 array."""
     image = np.empty((size, size, 3), dtype=np.uint8)
     image[:] = BACKGROUNDS[scene.background]
-    ys, xs = np.mgrid[0:size, 0:size] + 0.5
     for obj in scene.objects:
-        cx, cy = (c * size for c in POSITIONS[obj.position])
-        r = SIZES[obj.size] * size
-        if obj.shape == "circle":
-            mask = (xs - cx) ** 2 + (ys - cy) ** 2 <= r**2
-        elif obj.shape == "square":
-            mask = (np.abs(xs - cx) <= r * 0.85) & (np.abs(ys - cy) <= r * 0.85)
-        else:  # an upward triangle inside the circle of radius r
-            top, bottom = cy - r, cy + r * 0.6
-            half_width = (ys - top) / (bottom - top) * r
-            mask = (ys >= top) & (ys <= bottom) & (np.abs(xs - cx) <= half_width)
-        image[mask] = COLOURS[obj.colour]
+        cx, cy = POSITIONS[obj.position]
+        image[shape_mask(obj.shape, cx, cy, SIZES[obj.size], size)] = COLOURS[obj.colour]
     return image
+
+
+def shape_mask(shape: str, cx: float, cy: float, radius: float, size: int) -> np.ndarray:
+    """The ``size × size`` pixels of a shape centred at (cx, cy) with ``radius``, all as fractions of the side."""
+    ys, xs = np.mgrid[0:size, 0:size] + 0.5
+    cx, cy, r = cx * size, cy * size, radius * size
+    if shape == "circle":
+        return (xs - cx) ** 2 + (ys - cy) ** 2 <= r**2
+    if shape == "square":
+        return (np.abs(xs - cx) <= r * SQUARE_HALF_SIDE) & (np.abs(ys - cy) <= r * SQUARE_HALF_SIDE)
+    if shape == "triangle":  # an upward triangle inside the circle of radius r
+        top, bottom = cy - r, cy + r * TRIANGLE_BASE
+        half_width = (ys - top) / (bottom - top) * r
+        return (ys >= top) & (ys <= bottom) & (np.abs(xs - cx) <= half_width)
+    raise ValueError(f"unknown shape {shape!r}; known: {SHAPES}")
+
+
+def shape_box(shape: str, cx: float, cy: float, radius: float) -> tuple[float, float, float, float]:
+    """The exact bounding box (x0, y0, x1, y1) of the shape that :func:`shape_mask` draws, as fractions."""
+    if shape == "circle":
+        return (cx - radius, cy - radius, cx + radius, cy + radius)
+    if shape == "square":
+        half = radius * SQUARE_HALF_SIDE
+        return (cx - half, cy - half, cx + half, cy + half)
+    if shape == "triangle":
+        return (cx - radius, cy - radius, cx + radius, cy + radius * TRIANGLE_BASE)
+    raise ValueError(f"unknown shape {shape!r}; known: {SHAPES}")
 
 
 _SYNONYMS = {

@@ -24,15 +24,24 @@ owns one for its lifetime (use it as a context manager); :class:`SharedMeteor`,
 what :func:`scorer` and the METEOR reward use, sends its requests to the one
 process that :mod:`rewarded_soups.rewards.meteor_service` keeps for every job of
 the user on the machine, so that 29 scoring jobs pay for one Java start.
+
+Reference modes: a metric scores a candidate against all its references at
+once ("multi", the COCO way: BLEU clips counts by the maximum over references,
+ROUGE-L keeps the best, METEOR the best alignment). VQA has ten annotators'
+answers per question and the paper's VQA rewards average the metric over
+them instead (Appendix H: "the final reward is the average score over all
+those answers"); :func:`mean_over_references` ("mean") does that for any
+scorer.
 """
 
 from __future__ import annotations
 
+import functools
 import shutil
 import threading
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from pycocoevalcap.bleu.bleu import Bleu as CocoBleu
@@ -44,6 +53,8 @@ from pycocoevalcap.rouge.rouge import Rouge as CocoRouge
 METRICS = ("bleu1", "bleu4", "rouge", "meteor", "cider")
 
 Scorer = Callable[[Sequence[str], Sequence[Sequence[str]]], list[float]]
+ReferenceMode = Literal["multi", "mean"]
+REFERENCE_MODES: tuple[ReferenceMode, ...] = ("multi", "mean")
 
 
 def normalise(text: str) -> str:
@@ -51,13 +62,18 @@ def normalise(text: str) -> str:
     return " ".join(text.replace("|||", " ").lower().split())
 
 
-def _inputs(candidates: Sequence[str], references: Sequence[Sequence[str]]) -> tuple[dict, dict]:
-    """pycocoevalcap's ``gts`` and ``res`` dicts, keyed by candidate index."""
+def _check_inputs(candidates: Sequence[str], references: Sequence[Sequence[str]]) -> None:
+    """One non-empty list of reference strings per candidate (a bare string would be read as its characters)."""
     if len(candidates) != len(references):
         raise ValueError(f"{len(candidates)} candidates but {len(references)} reference sets")
     for i, refs in enumerate(references):
         if isinstance(refs, str) or len(refs) == 0:
             raise ValueError(f"reference set {i} must be a non-empty list of strings, got {refs!r}")
+
+
+def _inputs(candidates: Sequence[str], references: Sequence[Sequence[str]]) -> tuple[dict, dict]:
+    """pycocoevalcap's ``gts`` and ``res`` dicts, keyed by candidate index."""
+    _check_inputs(candidates, references)
     gts = {i: [normalise(r) for r in refs] for i, refs in enumerate(references)}
     res = {i: [normalise(c)] for i, c in enumerate(candidates)}
     return gts, res
@@ -247,6 +263,44 @@ class SharedMeteor:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def mean_over_references(scorer: Scorer, candidates: Sequence[str], references: Sequence[Sequence[str]]) -> list[float]:
+    """Each candidate's mean score against its references taken one at a time (the paper's VQA reward).
+
+    The candidates × references pairs go to ``scorer`` as one batch of
+    single-reference items, so a scorer with a fixed cost per call (METEOR's
+    request to its Java process) pays it once, not once per reference.
+
+    CIDEr without a fixed IDF corpus takes its document frequencies from the
+    scored batch, here the expanded one: every (candidate, reference) pair is a
+    document, so an answer repeated by several annotators counts once per
+    repetition and ``log(number of pairs)`` caps the IDF. That differs from the
+    "multi" IDF but is the same statistic over the same answers; give
+    ``df_references`` for an IDF independent of the batch.
+    """
+    _check_inputs(candidates, references)
+    if not candidates:
+        return []
+    expanded_candidates = [c for c, refs in zip(candidates, references) for _ in refs]
+    expanded_references = [[r] for refs in references for r in refs]
+    flat = scorer(expanded_candidates, expanded_references)
+    if len(flat) != len(expanded_candidates):
+        raise ValueError(f"the scorer gave {len(flat)} values for {len(expanded_candidates)} candidates")
+    means, start = [], 0
+    for refs in references:
+        means.append(float(np.mean(flat[start : start + len(refs)])))
+        start += len(refs)
+    return means
+
+
+def with_reference_mode(scorer: Scorer, mode: str) -> Scorer:
+    """``scorer`` itself for "multi" (all references at once); for "mean", its mean over single references."""
+    if mode == "multi":
+        return scorer
+    if mode == "mean":
+        return functools.partial(mean_over_references, scorer)
+    raise ValueError(f"reference_mode must be one of {', '.join(REFERENCE_MODES)}, got {mode!r}")
 
 
 def scorer(metric: str, *, df_references: Sequence[Sequence[str]] | None = None) -> Scorer:

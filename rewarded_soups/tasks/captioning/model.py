@@ -1,5 +1,11 @@
 """A small image captioner: a convolutional encoder and a GPT-2 decoder with cross-attention.
 
+With ``prompt_len > 0`` it reads a text prompt too (a question, a referring
+expression): a one-layer transformer encodes the prompt's words, and the
+decoder cross-attends to the visual tokens and the prompt's tokens together,
+like OFA's encoder over image and text. Without it the state dict is the
+captioner's alone, so captioning checkpoints are unchanged.
+
 The decoder is transformers' own ``GPT2LMHeadModel`` (``add_cross_attention``),
 fed the encoder's visual tokens as ``encoder_hidden_states``, so that decoding
 with a key/value cache and the parameter names are transformers' and stay
@@ -37,13 +43,18 @@ DEFAULTS: dict[str, Any] = {
     "max_len": 32,  # longest caption in tokens, <eos> included
     "dropout": 0.0,
 }
+# Longest text prompt in tokens (<eos> included); absent or 0: no prompt (captioning, whose configs
+# then stay as they were).
+PROMPT_LEN = "prompt_len"
 
 
 def make_config(vocab_size: int, **overrides: Any) -> dict[str, Any]:
-    unknown = set(overrides) - set(DEFAULTS)
+    unknown = set(overrides) - set(DEFAULTS) - {PROMPT_LEN}
     if unknown:
-        raise ValueError(f"unknown captioner settings {sorted(unknown)}; known: {sorted(DEFAULTS)}")
+        raise ValueError(f"unknown captioner settings {sorted(unknown)}; known: {sorted([*DEFAULTS, PROMPT_LEN])}")
     config = {**DEFAULTS, **overrides, "vocab_size": int(vocab_size)}
+    if not config.get(PROMPT_LEN):
+        config.pop(PROMPT_LEN, None)
     if config["d_model"] % config["heads"]:
         raise ValueError(f"d_model={config['d_model']} is not a multiple of heads={config['heads']}")
     if config["image_size"] % 4:
@@ -83,6 +94,23 @@ class VisionEncoder(nn.Module):
         return self.norm(x + self.position)
 
 
+class PromptEncoder(nn.Module):
+    """Word embeddings, a learned position per token and one transformer layer over the prompt."""
+
+    def __init__(self, vocab_size: int, prompt_len: int, d_model: int, heads: int, dropout: float) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(vocab_size, d_model)
+        self.position = nn.Parameter(torch.randn(1, prompt_len, d_model) * 0.02)
+        self.layer = nn.TransformerEncoderLayer(
+            d_model, heads, 4 * d_model, dropout, activation="gelu", batch_first=True, norm_first=True
+        )
+        self.norm = nn.LayerNorm(d_model)
+
+    def forward(self, prompts: torch.Tensor) -> torch.Tensor:
+        x = self.embed(prompts) + self.position[:, : prompts.shape[1]]
+        return self.norm(self.layer(x, src_key_padding_mask=prompts == PAD_ID))
+
+
 class Captioner(nn.Module):
     """``encoder`` (visual tokens) and ``decoder`` (GPT-2 LM with cross-attention).
 
@@ -95,6 +123,8 @@ class Captioner(nn.Module):
         self.config = dict(config)
         c = self.config
         self.encoder = VisionEncoder(c["image_size"], c["channels"], c["d_model"])
+        if c.get(PROMPT_LEN, 0):
+            self.prompt = PromptEncoder(c["vocab_size"], c[PROMPT_LEN], c["d_model"], c["heads"], c["dropout"])
         self.decoder = GPT2LMHeadModel(
             GPT2Config(
                 vocab_size=c["vocab_size"],
@@ -118,31 +148,71 @@ class Captioner(nn.Module):
     def max_len(self) -> int:
         return int(self.config["max_len"])
 
+    @property
+    def prompt_len(self) -> int:
+        return int(self.config.get(PROMPT_LEN, 0))
+
+    def memory(self, images: torch.Tensor, prompts: torch.Tensor | None = None) -> tuple[torch.Tensor, Any]:
+        """What the decoder cross-attends to, and its attention mask (None: attend to everything).
+
+        The visual tokens, followed by the prompt's tokens when the model reads a prompt;
+        the prompt's padding is masked out.
+        """
+        visual = self.encoder(images)
+        if not self.prompt_len:
+            if prompts is not None:
+                raise ValueError("this model reads no prompt (prompt_len 0), but a prompt was given")
+            return visual, None
+        if prompts is None or prompts.shape[1] > self.prompt_len:
+            got = "none" if prompts is None else f"{prompts.shape[1]} tokens"
+            raise ValueError(f"this model reads a prompt of at most {self.prompt_len} tokens, got {got}")
+        mask = torch.cat(
+            [torch.ones(visual.shape[:2], dtype=torch.long, device=visual.device), (prompts != PAD_ID).long()], 1
+        )
+        return torch.cat([visual, self.prompt(prompts)], dim=1), mask
+
     def _inputs(self, ids: torch.Tensor) -> torch.Tensor:
         bos = torch.full((ids.shape[0], 1), BOS_ID, dtype=ids.dtype, device=ids.device)
         return torch.cat([bos, ids[:, :-1]], dim=1)
 
-    def forward(self, images: torch.Tensor, input_ids: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, images: torch.Tensor, input_ids: torch.Tensor, prompts: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Next-token logits (``batch × length × vocab``) for decoder inputs ``input_ids``."""
-        return self.decoder(input_ids=input_ids, encoder_hidden_states=self.encoder(images), use_cache=False).logits
+        memory, mask = self.memory(images, prompts)
+        return self.decoder(
+            input_ids=input_ids, encoder_hidden_states=memory, encoder_attention_mask=mask, use_cache=False
+        ).logits
 
-    def token_logprobs(self, images: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
-        """log p(ids[t] | image, ids[<t]) per position, teacher-forced (``batch × length``)."""
-        logits = self(images, self._inputs(ids))
+    def token_logprobs(
+        self, images: torch.Tensor, ids: torch.Tensor, prompts: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """log p(ids[t] | image, prompt, ids[<t]) per position, teacher-forced (``batch × length``)."""
+        logits = self(images, self._inputs(ids), prompts)
         return torch.log_softmax(logits.float(), dim=-1).gather(2, ids.unsqueeze(2)).squeeze(2)
 
-    def sequence_logprobs(self, images: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+    def sequence_logprobs(
+        self, images: torch.Tensor, ids: torch.Tensor, prompts: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Summed log-probs of each sequence up to and including its first <eos>."""
-        return (self.token_logprobs(images, ids) * until_eos_mask(ids)).sum(dim=1)
+        return (self.token_logprobs(images, ids, prompts) * until_eos_mask(ids)).sum(dim=1)
 
-    def xent_loss(self, images: torch.Tensor, caption_ids: torch.Tensor) -> torch.Tensor:
+    def xent_loss(
+        self, images: torch.Tensor, caption_ids: torch.Tensor, prompts: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Mean cross-entropy over the non-pad tokens of ``caption_ids`` (words, <eos>, <pad>...)."""
-        logits = self(images, self._inputs(caption_ids))
+        logits = self(images, self._inputs(caption_ids), prompts)
         return F.cross_entropy(logits.flatten(0, 1).float(), caption_ids.flatten(), ignore_index=PAD_ID)
 
     @torch.no_grad()
     def decode(
-        self, images: torch.Tensor, max_len: int, *, sample: bool = False, generator: torch.Generator | None = None
+        self,
+        images: torch.Tensor,
+        max_len: int,
+        *,
+        sample: bool = False,
+        generator: torch.Generator | None = None,
+        prompts: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Greedy or multinomial decoding with the key/value cache.
 
@@ -152,14 +222,20 @@ class Captioner(nn.Module):
         if max_len > self.max_len:
             raise ValueError(f"max_len={max_len} exceeds the model's {self.max_len} positions")
         n = images.shape[0]
-        memory = self.encoder(images)
+        memory, mask = self.memory(images, prompts)
         ids = torch.full((n, max_len), PAD_ID, dtype=torch.long, device=images.device)
         logps = torch.zeros((n, max_len), device=images.device)
         done = torch.zeros(n, dtype=torch.bool, device=images.device)
         step_input = torch.full((n, 1), BOS_ID, dtype=torch.long, device=images.device)
         past = None
         for t in range(max_len):
-            out = self.decoder(input_ids=step_input, encoder_hidden_states=memory, past_key_values=past, use_cache=True)
+            out = self.decoder(
+                input_ids=step_input,
+                encoder_hidden_states=memory,
+                encoder_attention_mask=mask,
+                past_key_values=past,
+                use_cache=True,
+            )
             past = out.past_key_values
             logp = torch.log_softmax(out.logits[:, -1].float(), dim=-1)
             if sample:
@@ -175,12 +251,18 @@ class Captioner(nn.Module):
             step_input = token.unsqueeze(1)
         return ids, logps
 
-    def greedy(self, images: torch.Tensor, max_len: int | None = None) -> torch.Tensor:
+    def greedy(
+        self, images: torch.Tensor, max_len: int | None = None, prompts: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Greedy token ids, ``batch × max_len``."""
-        return self.decode(images, max_len or self.max_len)[0]
+        return self.decode(images, max_len or self.max_len, prompts=prompts)[0]
 
     def sample(
-        self, images: torch.Tensor, max_len: int | None = None, generator: torch.Generator | None = None
+        self,
+        images: torch.Tensor,
+        max_len: int | None = None,
+        generator: torch.Generator | None = None,
+        prompts: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Multinomial samples and their summed log-probs (through <eos>, nothing after).
 
@@ -190,8 +272,8 @@ class Captioner(nn.Module):
         graph of every decoding step. Without ``generator``, torch's global
         generator draws the tokens.
         """
-        ids, _ = self.decode(images, max_len or self.max_len, sample=True, generator=generator)
-        return ids, self.sequence_logprobs(images, ids)
+        ids, _ = self.decode(images, max_len or self.max_len, sample=True, generator=generator, prompts=prompts)
+        return ids, self.sequence_logprobs(images, ids, prompts)
 
 
 def until_eos_mask(ids: torch.Tensor) -> torch.Tensor:
@@ -233,7 +315,11 @@ def parameter_count(model: nn.Module) -> int:
 
 @torch.no_grad()
 def ensemble_greedy(
-    models: Sequence[Captioner], weights: Sequence[float], images: torch.Tensor, max_len: int
+    models: Sequence[Captioner],
+    weights: Sequence[float],
+    images: torch.Tensor,
+    max_len: int,
+    prompts: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Greedy decoding of the prediction ensemble: argmax of Σ w_i p_i(token) at every step.
 
@@ -243,16 +329,20 @@ def ensemble_greedy(
     if len(models) != len(weights) or not models:
         raise ValueError(f"{len(models)} models but {len(weights)} weights")
     n = images.shape[0]
-    memories = [m.encoder(images) for m in models]
+    memories = [m.memory(images, prompts) for m in models]
     pasts: list[Any] = [None] * len(models)
     ids = torch.full((n, max_len), PAD_ID, dtype=torch.long, device=images.device)
     done = torch.zeros(n, dtype=torch.bool, device=images.device)
     step_input = torch.full((n, 1), BOS_ID, dtype=torch.long, device=images.device)
     for t in range(max_len):
         probs = 0.0
-        for i, (model, memory, w) in enumerate(zip(models, memories, weights)):
+        for i, (model, (memory, mask), w) in enumerate(zip(models, memories, weights)):
             out = model.decoder(
-                input_ids=step_input, encoder_hidden_states=memory, past_key_values=pasts[i], use_cache=True
+                input_ids=step_input,
+                encoder_hidden_states=memory,
+                encoder_attention_mask=mask,
+                past_key_values=pasts[i],
+                use_cache=True,
             )
             pasts[i] = out.past_key_values
             probs = probs + w * torch.softmax(out.logits[:, -1].float(), dim=-1)

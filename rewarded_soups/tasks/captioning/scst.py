@@ -58,11 +58,13 @@ def train_xent(
     max_len: int | None = None,
     clip: float = 1.0,
     log_every: int | None = None,
+    prompts: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """Teacher-forced cross-entropy on (image, caption) pairs, every reference its own pair.
 
     Pairs are drawn in shuffled epochs (a permutation per epoch from
-    ``seed``), so every caption is seen before any is repeated.
+    ``seed``), so every caption is seen before any is repeated. ``prompts``:
+    for a model that reads one, the prompt ids of each image (``n × prompt_len``).
     """
     start = time.time()
     max_len = max_len or model.max_len
@@ -72,6 +74,7 @@ def train_xent(
     ids = torch.from_numpy(vocab.encode_batch([c for _, c in pairs], max_len))
     owner = torch.tensor([i for i, _ in pairs])
     pixels = images_to_tensor(images)
+    prompt_ids = None if prompts is None else torch.from_numpy(np.asarray(prompts))
     dev = torch_device()
     torch.manual_seed(seed)
     rng = torch.Generator().manual_seed(seed)
@@ -85,7 +88,8 @@ def train_xent(
             order, cursor = torch.randperm(len(pairs), generator=rng), 0
         batch = order[cursor : cursor + batch_size]
         cursor += batch_size
-        loss = model.xent_loss(pixels[owner[batch]].to(dev), ids[batch].to(dev))
+        batch_prompts = None if prompt_ids is None else prompt_ids[owner[batch]].to(dev)
+        loss = model.xent_loss(pixels[owner[batch]].to(dev), ids[batch].to(dev), batch_prompts)
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         if clip:
@@ -120,17 +124,19 @@ def train_scst(
     seed: int,
     clip: float = 1.0,
     log_every: int | None = None,
+    prompts: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """SCST: one multinomial sample per image, the greedy caption's reward as baseline.
 
     Images are drawn in shuffled epochs. Per logging interval the result
     holds the mean reward of samples and of greedy captions (the latter is
-    what evaluation sees).
+    what evaluation sees). ``prompts``: as in :func:`train_xent`.
     """
     start = time.time()
     if len(references) != len(images) or not len(images):
         raise ValueError(f"{len(images)} images but {len(references)} reference sets")
     pixels = images_to_tensor(images)
+    prompt_ids = None if prompts is None else torch.from_numpy(np.asarray(prompts))
     refs = [list(r) for r in references]
     dev = torch_device()
     torch.manual_seed(seed)
@@ -151,12 +157,13 @@ def train_scst(
         batch = order[cursor : cursor + batch_size].tolist()
         cursor += batch_size
         x = pixels[batch].to(dev)
+        p = None if prompt_ids is None else prompt_ids[batch].to(dev)
         batch_refs = [refs[i] for i in batch]
 
         model.eval()  # the baseline is the test-time caption: no dropout (a no-op at the default dropout 0)
-        greedy_ids = model.greedy(x, max_len)
+        greedy_ids = model.greedy(x, max_len, prompts=p)
         model.train()
-        sample_ids, sample_logprobs = model.sample(x, max_len, generator=sampler)
+        sample_ids, sample_logprobs = model.sample(x, max_len, generator=sampler, prompts=p)
         greedy_rewards = reward_fn(vocab.decode_batch(greedy_ids.tolist()), batch_refs)
         sample_rewards = reward_fn(vocab.decode_batch(sample_ids.tolist()), batch_refs)
 
@@ -197,13 +204,21 @@ def train_scst(
 
 @torch.no_grad()
 def greedy_captions(
-    model: Captioner, images: np.ndarray, vocab: Vocab, max_len: int, batch_size: int = 256
+    model: Captioner,
+    images: np.ndarray,
+    vocab: Vocab,
+    max_len: int,
+    batch_size: int = 256,
+    prompts: np.ndarray | None = None,
 ) -> list[str]:
-    """Greedy captions of ``images``, batch by batch (evaluation)."""
-    model.to(torch_device()).eval()
+    """Greedy captions of ``images`` (answers to ``prompts``, for a model that reads one), batch by batch."""
+    dev = torch_device()
+    model.to(dev).eval()
     pixels = images_to_tensor(images)
+    prompt_ids = None if prompts is None else torch.from_numpy(np.asarray(prompts))
     out: list[str] = []
     for i in range(0, len(pixels), batch_size):
-        out.extend(vocab.decode_batch(model.greedy(pixels[i : i + batch_size].to(torch_device()), max_len).tolist()))
+        p = None if prompt_ids is None else prompt_ids[i : i + batch_size].to(dev)
+        out.extend(vocab.decode_batch(model.greedy(pixels[i : i + batch_size].to(dev), max_len, prompts=p).tolist()))
     model.cpu()
     return out
