@@ -87,14 +87,3 @@ def renormalise(weights: Sequence[float]) -> tuple[float, ...]:
     if total <= 0:
         raise ValueError(f"weights must have a positive sum, got {list(weights)}")
     return tuple(w / total for w in weights)
-
-
-def column_title(label: str) -> str:
-    """A model's label in a figure: 'init' -> θ0; experts and soups -> their interpolation weights."""
-    if label == "init":
-        return "θ0"
-    if label.startswith("expert-"):
-        return label.removeprefix("expert-")
-    if label.startswith("soup-"):
-        return "\n".join(f"{r} {w:g}" for r, w in parse_mix(label.removeprefix("soup-")).items())
-    return label

@@ -24,6 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 COPY_IGNORED = (".git", ".venv", "results", "logs", "benchmarks", ".snakemake", "__pycache__", "*.egg-info", ".*_cache")
 
 pytestmark = pytest.mark.e2e
+ALL_TASKS = ("text", "locomotion", "image", "captioning", "grounding", "vqa")
 
 
 def snakemake(workdir: Path, config: Path, *args: str) -> subprocess.CompletedProcess:
@@ -203,6 +204,42 @@ def test_captioning_artifacts(run):
         assert (results / directory / "model.safetensors").exists(), directory
 
 
+def test_grounding_artifacts(run):
+    workdir, _ = run
+    results = workdir / "results" / "grounding"
+    scores = pd.read_csv(results / "scores.csv", keep_default_na=False)
+    assert set(scores["kind"]) == {"init", "expert", "soup", "morl", "wise"}
+    assert set(scores["reward"]) == {"small", "medium", "large", "iou"}
+    # Each size's accuracy is over the targets of that size only; the IoU metric over all of them.
+    test = scores[scores["split"] == "test"]
+    sizes = [r["size"] for r in json.loads((results / "samples" / "init" / "test" / "boxes.json").read_text())]
+    for reward in ("small", "medium", "large"):
+        assert (test.loc[test["reward"] == reward, "n"] == sizes.count(reward)).all(), reward
+    assert (test.loc[test["reward"] == "iou", "n"] == 12).all()
+    # θ0, 3 experts, the small–large soup and the uniform soup, MORL, 2 × 1 WiSE points.
+    assert set(test["model"]) >= {"soup-small@0.5+large@0.5", "soup-small@0.3333+medium@0.3333+large@0.3333"}
+    assert len(set(test["model"])) == 9
+    summary = json.loads((results / "summary.json").read_text())
+    assert summary["pairs"][0]["rewards"] == ["small", "large"]
+    assert (results / "figures" / "spider.png").read_bytes()[:4] == b"\x89PNG"
+    assert (results / "figures" / "qualitative" / "boxes.png").read_bytes()[:4] == b"\x89PNG"
+    assert "IoU" in (results / "figures" / "samples.md").read_text()
+
+
+def test_vqa_artifacts(run):
+    workdir, _ = run
+    results = workdir / "results" / "vqa"
+    scores = pd.read_csv(results / "scores.csv", keep_default_na=False)
+    assert set(scores["kind"]) == {"init", "expert", "soup", "morl"}
+    assert set(scores["reward"]) == {"bleu1", "meteor", "accuracy"}
+    assert ((scores["mean"] >= 0) & (scores["mean"] <= 1)).all()
+    records = json.loads((results / "samples" / "expert-bleu1" / "test" / "captions.json").read_text())
+    assert len(records) == 8 and all(r["question"] and len(r["references"]) == 4 for r in records)
+    summary = json.loads((results / "summary.json").read_text())
+    assert summary["lmc"]["n_points"] == 1 and len(summary["hypervolume"]["reference"]) == 2
+    assert (results / "figures" / "front-bleu1-meteor.png").exists()
+
+
 def test_noop_rerun_plans_nothing(run):
     workdir, config = run
     assert planned_jobs(workdir, config) == []
@@ -256,9 +293,7 @@ def _planned_after_edit(run, module: str, old: str, new: str) -> list[tuple[str,
 def test_editing_a_plotting_function_reruns_only_the_figures(run):
     jobs = _planned_after_edit(run, "rewarded_soups/plots.py", "def plot_front(", "EDITED = True\n\n\ndef plot_front(")
     assert {rule for rule, _ in jobs} == {"figures", "spider", "advantage"}
-    assert {w.split(",")[0] for r, w in jobs if r == "figures"} == {
-        f"task={t}" for t in ("text", "locomotion", "image", "captioning")
-    }
+    assert {w.split(",")[0] for r, w in jobs if r == "figures"} == {f"task={t}" for t in ALL_TASKS}
 
 
 def test_editing_a_tasks_training_code_reruns_its_training_and_downstream_only(run):
@@ -335,9 +370,9 @@ def test_same_config_and_seed_give_the_same_scores(run, tmp_path):
     shutil.copy(config, tmp_path / "config.yaml")
     init = [str(p.relative_to(workdir)) for p in workdir.glob("results/*/scores/init/*.json")]
     experts = [str(p.relative_to(workdir)) for p in workdir.glob("results/*/scores/expert-*/rule-based.json")]
-    # 2 + 2 + 2 + 5 experts, on every rule-based reward (their own among them); θ0's score jobs: text's
-    # rule-based scorers and perplexity, and one job of rule-based scorers for each other task.
-    assert len(experts) == 11 and len(init) == 5, (experts, init)
+    # 2 + 2 + 2 + 5 + 3 + 2 experts, on every rule-based reward (their own among them); θ0's score jobs:
+    # text's rule-based scorers and perplexity, and one job of rule-based scorers for each other task.
+    assert len(experts) == 16 and len(init) == 7, (experts, init)
     result = snakemake(tmp_path, tmp_path / "config.yaml", *init, *experts)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert not (tmp_path / "results/text/soups").exists()  # only what the targets need ran
@@ -381,7 +416,7 @@ def test_report_has_every_task_with_captions(run):
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     html = report.read_text()
     # Captions are rendered per task (the Jinja template names the task).
-    for task in ("text", "locomotion", "image", "captioning"):
+    for task in ALL_TASKS:
         assert f'Pareto front</strong> of task <tt class=\\"docutils literal\\">{task}</tt>' in html, task
     for text in ("Hypothesis 1 (linear", "Qualitative samples", "rewards against", "Spider maps"):
         assert text in html, text

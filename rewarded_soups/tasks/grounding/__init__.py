@@ -299,7 +299,7 @@ def qualitative(samples: dict[str, Path], out_dir: Path, settings: dict[str, Any
     from matplotlib.patches import Rectangle
     from safetensors.numpy import load_file
 
-    from rewarded_soups.grid import column_title
+    from rewarded_soups.tasks.image import column_title  # the image grid's labels: θ0, expert, λ
 
     data = settings["data"]
     images = load_file(Path(next(iter(samples.values()))) / IMAGES_FILE)["images"]

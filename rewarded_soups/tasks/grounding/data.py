@@ -28,7 +28,8 @@ from rewarded_soups.data.grid_scenes import (
     render_grid,
     sample_grid_scene,
 )
-from rewarded_soups.tasks.captioning.data import SPECIALS, Vocab, split_seeds
+from rewarded_soups.data.splits import LazySplits
+from rewarded_soups.tasks.captioning.data import SPECIALS, Vocab
 
 _LOC = re.compile(r"^<loc_(\d+)>$")
 
@@ -75,13 +76,6 @@ class GroundingSet:
 
     def __len__(self) -> int:
         return len(self.expressions)
-
-
-@dataclass(frozen=True)
-class Splits:
-    train: GroundingSet
-    valid: GroundingSet
-    test: GroundingSet
 
 
 def _positions(obj: PlacedShape) -> list[str]:
@@ -183,9 +177,9 @@ def make_set(n: int, seed: int, image_size: int = 32) -> GroundingSet:
     return GroundingSet(images, [r.expression for _, r in drawn], boxes, [r.target.size for _, r in drawn])
 
 
-def make_splits(n_train: int, n_valid: int, n_test: int, seed: int, image_size: int = 32) -> Splits:
-    """Train/validation/test sets from three independent seeds derived from ``seed``."""
-    return Splits(*(make_set(n, s, image_size) for n, s in zip((n_train, n_valid, n_test), split_seeds(seed))))
+def make_splits(n_train: int, n_valid: int, n_test: int, seed: int, image_size: int = 32) -> LazySplits[GroundingSet]:
+    """Train/validation/test sets from three independent seeds derived from ``seed``, each made on first use."""
+    return LazySplits(lambda n, s: make_set(n, s, image_size), (n_train, n_valid, n_test), seed)
 
 
 def location_tokens(bins: int) -> list[str]:

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from rewarded_soups.gpus import torch_threads
-from rewarded_soups.grid import column_title
+from rewarded_soups.grid import parse_mix
 from rewarded_soups.registry import register_task
 
 register_task(
@@ -253,6 +253,17 @@ def samples_table(samples: dict[str, Path], n: int) -> str:
             lines.append(f"| {prompt} | {rgb} |")
         lines.append("")
     return "\n".join(lines)
+
+
+def column_title(label: str) -> str:
+    """'init' -> θ0; experts and soups -> their interpolation weights."""
+    if label == "init":
+        return "θ0"
+    if label.startswith("expert-"):
+        return label.removeprefix("expert-")
+    if label.startswith("soup-"):
+        return "\n".join(f"{r} {w:g}" for r, w in parse_mix(label.removeprefix("soup-")).items())
+    return label
 
 
 def qualitative(samples: dict[str, Path], out_dir: Path, settings: dict[str, Any]) -> None:

@@ -40,7 +40,7 @@ from rewarded_soups.data.grid_scenes import (
     sample_grid_scene,
 )
 from rewarded_soups.data.shapes import COLOURS, SHAPES
-from rewarded_soups.tasks.captioning.data import split_seeds
+from rewarded_soups.data.splits import LazySplits
 
 KINDS = ("colour", "shape", "size", "position", "count", "yesno")
 # The attribute that a question about one shape asks for, by kind.
@@ -100,13 +100,6 @@ class VQASet:
 
     def __len__(self) -> int:
         return len(self.questions)
-
-
-@dataclass(frozen=True)
-class Splits:
-    train: VQASet
-    valid: VQASet
-    test: VQASet
 
 
 def _value(obj: PlacedShape, attribute: str) -> str:
@@ -280,8 +273,6 @@ def make_set(n: int, seed: int, image_size: int = 32, n_answers: int = 10) -> VQ
 
 def make_splits(
     n_train: int, n_valid: int, n_test: int, seed: int, image_size: int = 32, n_answers: int = 10
-) -> Splits:
-    """Train/validation/test sets from independent seeds (:func:`split_seeds`), each a pure function of ``seed``."""
-    return Splits(
-        *(make_set(n, s, image_size, n_answers) for n, s in zip((n_train, n_valid, n_test), split_seeds(seed)))
-    )
+) -> LazySplits[VQASet]:
+    """Train/validation/test sets from independent seeds (:func:`split_seeds`), each made on first use."""
+    return LazySplits(lambda n, s: make_set(n, s, image_size, n_answers), (n_train, n_valid, n_test), seed)

@@ -1,0 +1,34 @@
+"""Train, validation and test sets built on first use, each from its own seed.
+
+A grounding or VQA evaluation job needs the held-out sets only; generating
+the 20,000 training scenes too would cost it seconds for nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import cached_property
+from typing import Generic, TypeVar
+
+from rewarded_soups.tasks.captioning.data import split_seeds
+
+T = TypeVar("T")
+
+
+class LazySplits(Generic[T]):
+    """``make(n, seed)`` for the train, validation and test sizes, seeds from :func:`split_seeds` of ``seed``."""
+
+    def __init__(self, make: Callable[[int, int], T], sizes: tuple[int, int, int], seed: int) -> None:
+        self._make, self._sizes, self._seeds = make, sizes, split_seeds(seed)
+
+    @cached_property
+    def train(self) -> T:
+        return self._make(self._sizes[0], self._seeds[0])
+
+    @cached_property
+    def valid(self) -> T:
+        return self._make(self._sizes[1], self._seeds[1])
+
+    @cached_property
+    def test(self) -> T:
+        return self._make(self._sizes[2], self._seeds[2])
