@@ -52,3 +52,19 @@ def test_opposite_large_shapes_do_not_touch():
             two = shapes.render(shapes.Scene((shapes.Shape(shape, "blue", "large", b),), "black"), 48)
             drawn = lambda im: (im != shapes.BACKGROUNDS["black"]).any(axis=-1)  # noqa: E731
             assert not (drawn(one) & drawn(two)).any(), (shape, a, b)
+
+
+def test_renders_are_pinned_for_the_shipped_theta0s():
+    """The image and captioning θ0s in theta0/ were trained on these exact pixels; a drawing change must show here.
+
+    (The hashes were checked equal to the renderer that trained them, before its masks moved into shape_mask.)
+    """
+    import hashlib
+
+    pinned = {
+        16: "a3c00c409452f14436a34cb85e982e7446111a1b8b28afece27472140848f806",
+        32: "73d9666af4bc5d16c0bd94a8ec50b59e836ef9e546958eaab69b83a3e5bfe638",
+    }
+    for size, digest in pinned.items():
+        images, _ = shapes.make_set(200, seed=0, size=size)
+        assert hashlib.sha256(images.tobytes()).hexdigest() == digest, size
