@@ -10,14 +10,20 @@ import pytest
 from rewarded_soups.registry import build_reward
 
 TINY = {
-    "data": {"image_size": 16, "train_images": 96, "valid_images": 8, "test_images": 8, "answers": 4},
+    "data": {
+        "image_size": 16,
+        "train_images": 96,
+        "valid_images": 8,
+        "test_images": 8,
+        "answers": 4,
+    },
     "pretrain": {
         "model": {"channels": 8, "d_model": 32, "layers": 1, "heads": 2, "prompt_len": 12, "max_len": 6},
         "steps": 60,
         "batch_size": 16,
         "learning_rate": 0.003,
     },
-    "finetune": {"steps": 3, "batch_size": 4, "learning_rate": 0.0003, "max_len": 6},
+    "finetune": {"questions": 16, "steps": 3, "batch_size": 4, "learning_rate": 0.0003, "max_len": 6},
     "evaluate": {"n_images": 8, "validation_size": 4, "max_len": 6},
 }
 REWARDS = {"bleu1": {"kind": "bleu", "n": 1, "reference_mode": "mean"}, "rouge": {"kind": "rouge"}}
@@ -99,3 +105,18 @@ def test_a_model_that_reads_no_prompt_refuses_one_and_one_that_does_needs_it():
     prompted.prompt.position = torch.nn.Parameter(torch.cat([prompted.prompt.position, torch.zeros(1, 2, 16)], 1))
     padded = torch.cat([short, torch.zeros(2, 2, dtype=torch.long)], 1)
     assert torch.allclose(prompted(images, torch.ones(2, 3, dtype=torch.long), padded), logits, atol=1e-5)
+
+
+def test_rl_questions_are_a_set_of_their_own():
+    """The paper's RL stage uses questions θ0 was not trained on: a fourth seed, not the training split."""
+    from rewarded_soups.data.splits import held_out_seed
+    from rewarded_soups.tasks import vqa
+    from rewarded_soups.tasks.captioning.data import split_seeds
+
+    data = TINY["data"]
+    rl = vqa._rl_questions(data, 32, seed=0)
+    train = vqa._splits(data, seed=0).train
+    assert len(rl) == 32 and rl.questions != train.questions[:32]
+    assert held_out_seed(0) not in split_seeds(0) and held_out_seed(0) != held_out_seed(1)
+    assert len(vqa._rl_questions(data, 0, seed=0)) == len(train)
+    assert vqa._rl_questions(data, 32, seed=0).questions == rl.questions  # deterministic

@@ -10,6 +10,8 @@ from collections.abc import Callable
 from functools import cached_property
 from typing import Generic, TypeVar
 
+import numpy as np
+
 from rewarded_soups.tasks.captioning.data import split_seeds
 
 T = TypeVar("T")
@@ -32,3 +34,12 @@ class LazySplits(Generic[T]):
     @cached_property
     def test(self) -> T:
         return self._make(self._sizes[2], self._seeds[2])
+
+
+def held_out_seed(seed: int) -> int:
+    """A fourth generator seed, independent of :func:`split_seeds`'s three (a set no other split overlaps).
+
+    SeedSequence children are numbered: the fourth child of ``seed`` is
+    independent of the first three, which are the train, valid and test seeds.
+    """
+    return int(np.random.SeedSequence(seed).spawn(4)[3].generate_state(1, dtype=np.uint32)[0])

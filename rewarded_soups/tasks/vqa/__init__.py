@@ -6,12 +6,13 @@ captioning task's encoder and GPT-2 decoder with cross-attention
 reading the question, pre-trained with cross-entropy on generated grid
 scenes, each question with ten reference answers in varied wording
 (:mod:`.data`; every reference is its own training pair, as VQA models learn
-from the annotators' answer distribution). Experts and MORL fine-tune it with
-REINFORCE (the captioning task's self-critical loop) on the captioning
-metrics averaged over the ten answers (``reference_mode: mean``, the paper's
-reward). Samples have the captioning task's format (``captions.json``: the
-answer as the caption, the ten answers as references), so every captioning
-metric and the VQA accuracy (:mod:`rewarded_soups.rewards.vqa`) score them.
+from the annotators' answer distribution). Experts and MORL fine-tune it, on
+questions θ0 never saw (the paper's held-out RL set), with REINFORCE (the
+captioning task's self-critical loop) on the captioning metrics averaged
+over the ten answers (``reference_mode: mean``, the paper's reward). Samples
+have the captioning task's format (``captions.json``: the answer as the
+caption, the ten answers as references), so every captioning metric and the
+VQA accuracy (:mod:`rewarded_soups.rewards.vqa`) score them.
 """
 
 from __future__ import annotations
@@ -58,6 +59,17 @@ def _splits(data: dict[str, Any], seed: int):
     return make_splits(
         data["train_images"], data["valid_images"], data["test_images"], seed, data["image_size"], data["answers"]
     )
+
+
+def _rl_questions(data: dict[str, Any], n: int, seed: int):
+    """The RL stage's ``n`` questions: a set that θ0 never saw, as in the paper's Appendix H (``finetune.questions``);
+    with ``n = 0``, the pre-training questions again."""
+    from rewarded_soups.data.splits import held_out_seed
+    from rewarded_soups.tasks.vqa.data import make_set
+
+    if not n:
+        return _splits(data, seed).train
+    return make_set(n, held_out_seed(seed), data["image_size"], data["answers"])
 
 
 def _reward_fn(rewards: dict[str, dict[str, Any]], weights: dict[str, float], df_references):
@@ -126,7 +138,7 @@ def finetune(
     from rewarded_soups.tasks.captioning.scst import train_scst
 
     base_dir, cfg = Path(base_dir), settings["finetune"]
-    train = _splits(settings["data"], seed).train
+    train = _rl_questions(settings["data"], cfg["questions"], seed)
     model = seq2seq.load(base_dir)
     vocab = Vocab.load(base_dir / VOCAB_FILE)
     reward, scorers = _reward_fn(rewards, weights, json.loads((base_dir / REFERENCES_FILE).read_text()))
