@@ -37,6 +37,16 @@ ENSEMBLE_FILE = "ensemble.json"
 
 
 def check_settings(task: dict[str, Any]) -> None:
+    check_encoder_decoder_settings(task)
+
+
+def check_encoder_decoder_settings(
+    task: dict[str, Any], max_len_sections: tuple[str, ...] = ("finetune", "evaluate")
+) -> None:
+    """What the schema cannot say about a task built on this captioner (captioning, grounding, VQA).
+
+    ``max_len_sections``: the sections whose ``max_len`` must fit the decoder's positions.
+    """
     model = task["pretrain"]["model"]
     if model["d_model"] % model["heads"]:
         raise ValueError(f"pretrain.model.d_model ({model['d_model']}) must be a multiple of heads ({model['heads']})")
@@ -48,7 +58,7 @@ def check_settings(task: dict[str, Any]) -> None:
                 f"evaluate.{key} ({task['evaluate'][key]}) exceeds data.{available} ({task['data'][available]}): "
                 f"lower it or generate more images"
             )
-    for section in ("finetune", "evaluate"):
+    for section in max_len_sections:
         if task[section]["max_len"] > model["max_len"]:
             raise ValueError(
                 f"{section}.max_len ({task[section]['max_len']}) exceeds pretrain.model.max_len ({model['max_len']})"

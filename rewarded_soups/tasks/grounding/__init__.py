@@ -42,17 +42,9 @@ BOX_TOKENS = 5  # four location tokens and <eos>
 
 
 def check_settings(task: dict[str, Any]) -> None:
-    model = task["pretrain"]["model"]
-    if model["d_model"] % model["heads"]:
-        raise ValueError(f"pretrain.model.d_model ({model['d_model']}) must be a multiple of heads ({model['heads']})")
-    if task["data"]["image_size"] % 4:
-        raise ValueError(f"data.image_size ({task['data']['image_size']}) must be a multiple of 4 (encoder stride)")
-    for key, available in (("n_images", "test_images"), ("validation_size", "valid_images")):
-        if (task["evaluate"].get(key) or 0) > task["data"][available]:
-            raise ValueError(
-                f"evaluate.{key} ({task['evaluate'][key]}) exceeds data.{available} ({task['data'][available]}): "
-                f"lower it or generate more images"
-            )
+    from rewarded_soups.tasks.captioning import check_encoder_decoder_settings
+
+    check_encoder_decoder_settings(task, max_len_sections=())
 
 
 def _splits(data: dict[str, Any], seed: int):
@@ -190,19 +182,10 @@ def merge(
     *,
     fisher_dirs: list[Path] | None = None,
 ) -> None:
-    """Σ λ_i θ_i over full models, streamed; a member may be θ0 itself (WiSE)."""
-    from rewarded_soups.merging import MergeSpec, run
-    from rewarded_soups.tasks.captioning.model import CONFIG_FILE, WEIGHTS_FILE
+    """Σ λ_i θ_i over full models, as the captioning task merges; a member may be θ0 itself (WiSE)."""
+    from rewarded_soups.tasks import captioning
 
-    spec = MergeSpec(
-        members=list(expert_dirs),
-        weights=list(weights),
-        files=[WEIGHTS_FILE],
-        copy=[CONFIG_FILE],
-        base=Path(base_dir),
-        fishers=fisher_dirs,
-    )
-    run(spec, Path(out_dir), settings.get("merge", {}))
+    captioning.merge(base_dir, expert_dirs, weights, out_dir, settings, fisher_dirs=fisher_dirs)
 
 
 def generate(

@@ -35,22 +35,9 @@ log = logging.getLogger(__name__)
 
 
 def check_settings(task: dict[str, Any]) -> None:
-    model = task["pretrain"]["model"]
-    if model["d_model"] % model["heads"]:
-        raise ValueError(f"pretrain.model.d_model ({model['d_model']}) must be a multiple of heads ({model['heads']})")
-    if task["data"]["image_size"] % 4:
-        raise ValueError(f"data.image_size ({task['data']['image_size']}) must be a multiple of 4 (encoder stride)")
-    for key, available in (("n_images", "test_images"), ("validation_size", "valid_images")):
-        if (task["evaluate"].get(key) or 0) > task["data"][available]:
-            raise ValueError(
-                f"evaluate.{key} ({task['evaluate'][key]}) exceeds data.{available} ({task['data'][available]}): "
-                f"lower it or generate more images"
-            )
-    for section in ("finetune", "evaluate"):
-        if task[section]["max_len"] > model["max_len"]:
-            raise ValueError(
-                f"{section}.max_len ({task[section]['max_len']}) exceeds pretrain.model.max_len ({model['max_len']})"
-            )
+    from rewarded_soups.tasks.captioning import check_encoder_decoder_settings
+
+    check_encoder_decoder_settings(task)
 
 
 def _splits(data: dict[str, Any], seed: int):
