@@ -24,7 +24,7 @@ run: $(STAMP)
 	$(BIN)/python tools/profile-run.py --record . -- $(BIN)/snakemake
 
 # Two tiers, both run by CI (.ci/run): `make test` is lint, the unit tests and the tiny
-# four-task run with its staleness tests; `make test-slow` is the determinism rerun, the
+# six-task run with its staleness tests; `make test-slow` is the determinism rerun, the
 # shipped-θ0 rerun, the text DAG at scale, the merge methods' workflow and the SLURM test.
 # pytest exits 5 when it collects no test; that is a failure of the suite here too.
 test: $(STAMP)
