@@ -124,11 +124,12 @@ def test_accelerator_configs_validate_over_the_default_and_run_one_task(name):
     assert gpus == ({0} if name == "grounding-vqa" else {1})  # the CPU default's sizes, or the accelerator's
 
 
-def test_the_default_config_leaves_grounding_and_vqa_off():
+def test_the_default_config_runs_all_six_tasks_from_shipped_theta0s():
     root = Path(__file__).resolve().parent.parent
     config = validate_config(yaml.safe_load((root / "config.yaml").read_text()))
     enabled = [t for t, task in config["tasks"].items() if task["enabled"]]
-    assert enabled == ["text", "locomotion", "image", "captioning"]
+    assert enabled == ["text", "locomotion", "image", "captioning", "grounding", "vqa"]
+    assert all(config["tasks"][t]["theta0"] == f"theta0/{t}" for t in enabled)
 
 
 # Issue 18's table: each bad input fails before any job, naming the key, in one line.
