@@ -53,10 +53,6 @@ def _splits(data: dict[str, Any], seed: int):
     return make_splits(data["train_images"], data["valid_images"], data["test_images"], seed, data["image_size"])
 
 
-def _prompts(vocab, expressions: list[str], prompt_len: int):
-    return vocab.encode_batch(expressions, prompt_len)
-
-
 def _reward_fn(rewards: dict[str, dict[str, Any]], weights: dict[str, float], bins: int):
     """Σ weights[r]·R_r of predicted token strings; a target outside a reward's size class adds 0."""
     import numpy as np
@@ -98,7 +94,7 @@ def pretrain(out_dir: Path, settings: dict[str, Any], *, seed: int, threads: int
         batch_size=cfg["batch_size"],
         lr=cfg["learning_rate"],
         seed=seed,
-        prompts=_prompts(vocab, splits.train.expressions, model.prompt_len),
+        prompts=vocab.encode_batch(splits.train.expressions, model.prompt_len),
     )
     valid = _accuracy_by_size(model, vocab, splits.valid, data["bins"])
     log.info("θ0 validation accuracy (IoU > 0.5) by size: %s", valid)
@@ -112,21 +108,24 @@ def pretrain(out_dir: Path, settings: dict[str, Any], *, seed: int, threads: int
     }
 
 
-def _predict(model, vocab, dataset, bins: int, n: int | None = None) -> list[str]:
+def _predict(model, vocab, dataset, n: int | None = None) -> list[str]:
+    """Greedy location tokens for the first ``n`` expressions of ``dataset`` (all with None)."""
     from rewarded_soups.tasks.captioning.scst import greedy_captions
 
     n = len(dataset) if n is None else n
-    prompts = _prompts(vocab, dataset.expressions[:n], model.prompt_len)
+    prompts = vocab.encode_batch(dataset.expressions[:n], model.prompt_len)
     return greedy_captions(model, dataset.images[:n], vocab, BOX_TOKENS, prompts=prompts)
 
 
 def _accuracy_by_size(model, vocab, dataset, bins: int) -> dict[str, float]:
-    from rewarded_soups.rewards.boxes import box_iou
+    """The box_accuracy reward (IoU > 0.5) of the greedy boxes, averaged per target size class."""
+    from rewarded_soups.rewards.boxes import BoxAccuracy
     from rewarded_soups.tasks.grounding.data import tokens_to_box
 
+    boxes = [tokens_to_box(text, bins) for text in _predict(model, vocab, dataset)]
     hits: dict[str, list[float]] = {}
-    for text, target, size in zip(_predict(model, vocab, dataset, bins), dataset.boxes, dataset.sizes):
-        hits.setdefault(size, []).append(float(box_iou(tokens_to_box(text, bins), target) > 0.5))
+    for hit, size in zip(BoxAccuracy()(boxes, dataset.boxes), dataset.sizes):
+        hits.setdefault(size, []).append(hit)
     return {size: sum(v) / len(v) for size, v in sorted(hits.items())}
 
 
@@ -155,7 +154,7 @@ def finetune(
     metrics = train_xent_reinforce(
         model,
         train.images,
-        _prompts(vocab, train.expressions, model.prompt_len),
+        vocab.encode_batch(train.expressions, model.prompt_len),
         vocab.encode_batch([box_to_tokens(b, data["bins"]) for b in train.boxes], BOX_TOKENS),
         train.boxes,
         _reward_fn(rewards, weights, data["bins"]),
@@ -213,7 +212,7 @@ def generate(
     for split, out_dir in out_dirs.items():
         held_out, n = (splits.test, cfg["n_images"]) if split == "test" else (splits.valid, cfg["validation_size"])
         n = len(held_out) if n is None else n
-        predictions = _predict(model, vocab, held_out, data["bins"], n)
+        predictions = _predict(model, vocab, held_out, n)
         records = [
             {
                 "expression": expression,

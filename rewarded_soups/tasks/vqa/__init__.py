@@ -59,12 +59,6 @@ def _rl_questions(data: dict[str, Any], n: int, seed: int):
     return make_set(n, held_out_seed(seed), data["image_size"], data["answers"])
 
 
-def _reward_fn(rewards: dict[str, dict[str, Any]], weights: dict[str, float], df_references):
-    from rewarded_soups.tasks.captioning import _reward_fn as caption_reward_fn
-
-    return caption_reward_fn(rewards, weights, df_references)
-
-
 def pretrain(out_dir: Path, settings: dict[str, Any], *, seed: int, threads: int) -> dict[str, Any]:
     """Cross-entropy from scratch on (image, question) → each of the ten reference answers."""
     torch_threads(threads)
@@ -119,7 +113,7 @@ def finetune(
 ) -> dict[str, Any]:
     """Self-critical REINFORCE from θ0 on Σ weights[r]·R_r (an expert when one weight is 1)."""
     torch_threads(threads)
-    from rewarded_soups.tasks.captioning import _close
+    from rewarded_soups.tasks.captioning import _close, _reward_fn
     from rewarded_soups.tasks.captioning import model as seq2seq
     from rewarded_soups.tasks.captioning.data import Vocab
     from rewarded_soups.tasks.captioning.scst import train_scst
