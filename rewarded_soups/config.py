@@ -65,114 +65,190 @@ def validate_config(config: dict[str, Any], schema: Path = GENERIC_SCHEMA) -> di
             f"tasks: every task is off (enabled: false): {sorted(config['tasks'])}; set enabled: true on one"
         )
     for task_name, task in config["tasks"].items():
-        where = f"tasks.{task_name}"
-        kind = task["kind"]
-        tasks = registry.tasks()
-        if kind not in tasks:
-            raise ConfigError(f"{where}.kind: unknown task kind {kind!r}; registered: {sorted(tasks)}")
-        spec = tasks[kind]
-        _schema_validate(task, spec.schema, where)
-        _check_extension_keys(task, spec.schema, where)
-        modality = spec.modality
-        # A reward kind may also be a metric: evaluated on every model, never trained on.
-        registered = registry.rewards()
-        trainable = {k: r for k, r in registered.items() if not r.metric}
-        for section, known in (("rewards", trainable), ("metrics", registered)):
-            for name, reward in task.get(section, {}).items():
-                entry = known.get(reward["kind"])
-                if entry is None:
-                    hint = " (a quality metric: list it under metrics)" if reward["kind"] in registered else ""
-                    raise ConfigError(
-                        f"{where}.{section}.{name}.kind: unknown {section[:-1]} kind {reward['kind']!r}{hint}; "
-                        f"registered: {sorted(known)}"
-                    )
-                required, optional = entry.options()
-                given = set(reward) - {"kind"}
-                if given - required - set(optional) or required - given:
-                    raise ConfigError(
-                        f"{where}.{section}.{name}: kind {reward['kind']!r} takes options "
-                        f"{sorted(required)} (required) and {sorted(optional)} (optional); "
-                        f"unknown: {sorted(given - required - set(optional))}, missing: {sorted(required - given)}"
-                    )
-                # Written into the config so that the defaults reach params: (and staleness).
-                for option, default in optional.items():
-                    reward.setdefault(option, default)
-                _check_options(reward, entry, f"{where}.{section}.{name}")
-                if entry.modality != modality:
-                    raise ConfigError(
-                        f"{where}.{section}.{name}: kind {reward['kind']!r} scores {entry.modality}, "
-                        f"but task kind {kind!r} produces {modality}"
-                    )
-        clash = set(task["rewards"]) & set(task.get("metrics", {}))
-        if clash:
-            raise ConfigError(f"{where}: {sorted(clash)} named both as reward and as metric")
-        rewards = list(task["rewards"])
-        for key, values in (("morl.mu", task["morl"]["mu"]), ("analysis.preferences", task["analysis"]["preferences"])):
-            for i, mu in enumerate(values or []):
-                _check_weights(mu, rewards, f"{where}.{key}[{i}]")
-        merge = task["merge"]
-        for i, pair in enumerate(merge.get("pairs") or []):
-            if set(pair) - set(rewards) or pair[0] == pair[1]:
-                raise ConfigError(f"{where}.merge.pairs[{i}]: {pair} must be two different rewards of {rewards}")
-        unknown_starts = [r for r in merge["subsets_from"] if r not in rewards]
-        if unknown_starts:
-            raise ConfigError(f"{where}.merge.subsets_from: {unknown_starts} are not rewards of this task ({rewards})")
-        if len(rewards) > 3 and not merge.get("pairs") and merge["grid_points"] > 5:
-            raise ConfigError(
-                f"{where}.merge: the full simplex lattice of {len(rewards)} rewards at grid_points "
-                f"{merge['grid_points']} is too many soups; set merge.pairs (and merge.subsets_from) "
-                "or lower grid_points"
-            )
-        axes = task["analysis"].get("axes", rewards[:2])
-        unknown = [a for a in axes if a not in rewards]
-        if unknown:
-            raise ConfigError(f"{where}.analysis.axes: {unknown} are not rewards of this task ({rewards})")
-        task["analysis"]["axes"] = axes
-        ref = task["analysis"]["reference"]
-        if ref is not None and len(ref) != len(rewards):
-            raise ConfigError(f"{where}.analysis.reference: {len(ref)} values for {len(rewards)} rewards {rewards}")
-        module = spec.implementation()
-        steps = task["merge"]["grid_points"] - 1
-        off_grid = [lam for lam in task["plots"]["qualitative"] if abs(lam * steps - round(lam * steps)) > 1e-9]
-        if hasattr(module, "qualitative") and len(rewards) == 2 and off_grid:
-            raise ConfigError(
-                f"{where}.plots.qualitative: {off_grid} are not on the λ grid of {steps + 1} points "
-                f"(multiples of 1/{steps}); pick grid values or change merge.grid_points"
-            )
-        implemented = spec.baselines
-        unsupported = [b for b in ("ensemble", "wise") if task["baselines"][b] and b not in implemented]
-        if unsupported:
-            raise ConfigError(
-                f"{where}.baselines: task kind {kind!r} does not implement {unsupported}; "
-                f"it implements {list(implemented) or 'none'}"
-            )
-        methods = [merge["method"]] if isinstance(merge["method"], str) else list(merge["method"])
-        if "fisher" in methods and not spec.implements("fisher"):
-            raise ConfigError(
-                f"{where}.merge.method: task kind {kind!r} cannot estimate Fisher matrices (it defines no `fisher`); "
-                "choose among linear, task_arithmetic, ties, dare"
-            )
-        low, high = merge["task_arithmetic"]["lambda_range"]
-        if not low <= 0.0 <= 1.0 <= high:
-            raise ConfigError(
-                f"{where}.merge.task_arithmetic.lambda_range: [{low}, {high}] must contain [0, 1] "
-                "(values beyond it extrapolate)"
-            )
-        check = getattr(module, "check_settings", None)
-        if check is not None:
-            try:
-                check(task)
-            except ValueError as err:
-                raise ConfigError(f"{where}.{err}") from None
+        validate_task(task, f"tasks.{task_name}")
     return config
+
+
+def validate_task(task: dict[str, Any], where: str) -> None:
+    """One task's entry, section by section (defaults filled in); ``where`` is its config path."""
+    spec = _task_spec(task["kind"], where)
+    _schema_validate(task, spec.schema, where)
+    _check_extension_keys(task, spec.schema, where)
+    _check_scorers(task, spec, where)
+    _check_preferences(task, where)
+    _check_merge(task, where)
+    _check_analysis(task, where)
+    _check_plots(task, spec, where)
+    _check_baselines(task, spec, where)
+    _check_merge_methods(task, spec, where)
+    _check_task_settings(task, spec, where)
+
+
+def _task_spec(kind: str, where: str) -> registry.TaskSpec:
+    tasks = registry.tasks()
+    if kind not in tasks:
+        raise ConfigError(f"{where}.kind: unknown task kind {kind!r}; registered: {sorted(tasks)}")
+    return tasks[kind]
+
+
+def _check_scorers(task: dict[str, Any], spec: registry.TaskSpec, where: str) -> None:
+    """Rewards and metrics: registered kinds, their options (defaults written in), the task's modality."""
+    # A reward kind may also be a metric: evaluated on every model, never trained on.
+    registered = registry.rewards()
+    trainable = {k: r for k, r in registered.items() if not r.metric}
+    for section, known in (("rewards", trainable), ("metrics", registered)):
+        for name, reward in task.get(section, {}).items():
+            entry = known.get(reward["kind"])
+            if entry is None:
+                hint = " (a quality metric: list it under metrics)" if reward["kind"] in registered else ""
+                raise ConfigError(
+                    f"{where}.{section}.{name}.kind: unknown {section[:-1]} kind {reward['kind']!r}{hint}; "
+                    f"registered: {sorted(known)}"
+                )
+            required, optional = entry.options()
+            given = set(reward) - {"kind"}
+            if given - required - set(optional) or required - given:
+                raise ConfigError(
+                    f"{where}.{section}.{name}: kind {reward['kind']!r} takes options "
+                    f"{sorted(required)} (required) and {sorted(optional)} (optional); "
+                    f"unknown: {sorted(given - required - set(optional))}, missing: {sorted(required - given)}"
+                )
+            # Written into the config so that the defaults reach params: (and staleness).
+            for option, default in optional.items():
+                reward.setdefault(option, default)
+            _check_options(reward, entry, f"{where}.{section}.{name}")
+            if entry.modality != spec.modality:
+                raise ConfigError(
+                    f"{where}.{section}.{name}: kind {reward['kind']!r} scores {entry.modality}, "
+                    f"but task kind {spec.kind!r} produces {spec.modality}"
+                )
+    clash = set(task["rewards"]) & set(task.get("metrics", {}))
+    if clash:
+        raise ConfigError(f"{where}: {sorted(clash)} named both as reward and as metric")
+
+
+def _check_preferences(task: dict[str, Any], where: str) -> None:
+    rewards = list(task["rewards"])
+    for key, values in (("morl.mu", task["morl"]["mu"]), ("analysis.preferences", task["analysis"]["preferences"])):
+        for i, mu in enumerate(values or []):
+            _check_weights(mu, rewards, f"{where}.{key}[{i}]")
+
+
+def _check_merge(task: dict[str, Any], where: str) -> None:
+    """Which soups exist: pairs, subsets and the size of the lattice."""
+    rewards, merge = list(task["rewards"]), task["merge"]
+    for i, pair in enumerate(merge.get("pairs") or []):
+        if set(pair) - set(rewards) or pair[0] == pair[1]:
+            raise ConfigError(f"{where}.merge.pairs[{i}]: {pair} must be two different rewards of {rewards}")
+    unknown_starts = [r for r in merge["subsets_from"] if r not in rewards]
+    if unknown_starts:
+        raise ConfigError(f"{where}.merge.subsets_from: {unknown_starts} are not rewards of this task ({rewards})")
+    if len(rewards) > 3 and not merge.get("pairs") and merge["grid_points"] > 5:
+        raise ConfigError(
+            f"{where}.merge: the full simplex lattice of {len(rewards)} rewards at grid_points "
+            f"{merge['grid_points']} is too many soups; set merge.pairs (and merge.subsets_from) "
+            "or lower grid_points"
+        )
+
+
+def _check_analysis(task: dict[str, Any], where: str) -> None:
+    """The front's axes (default: the first two rewards, written in) and the hypervolume reference."""
+    rewards = list(task["rewards"])
+    axes = task["analysis"].get("axes", rewards[:2])
+    unknown = [a for a in axes if a not in rewards]
+    if unknown:
+        raise ConfigError(f"{where}.analysis.axes: {unknown} are not rewards of this task ({rewards})")
+    task["analysis"]["axes"] = axes
+    ref = task["analysis"]["reference"]
+    if ref is not None and len(ref) != len(rewards):
+        raise ConfigError(f"{where}.analysis.reference: {len(ref)} values for {len(rewards)} rewards {rewards}")
+
+
+def _check_plots(task: dict[str, Any], spec: registry.TaskSpec, where: str) -> None:
+    """The qualitative figures' λ must be soups of the grid."""
+    steps = task["merge"]["grid_points"] - 1
+    off_grid = [lam for lam in task["plots"]["qualitative"] if abs(lam * steps - round(lam * steps)) > 1e-9]
+    if spec.implements("qualitative") and len(task["rewards"]) == 2 and off_grid:
+        raise ConfigError(
+            f"{where}.plots.qualitative: {off_grid} are not on the λ grid of {steps + 1} points "
+            f"(multiples of 1/{steps}); pick grid values or change merge.grid_points"
+        )
+
+
+def _check_baselines(task: dict[str, Any], spec: registry.TaskSpec, where: str) -> None:
+    implemented = spec.baselines
+    unsupported = [b for b in ("ensemble", "wise") if task["baselines"][b] and b not in implemented]
+    if unsupported:
+        raise ConfigError(
+            f"{where}.baselines: task kind {spec.kind!r} does not implement {unsupported}; "
+            f"it implements {list(implemented) or 'none'}"
+        )
+
+
+def _check_merge_methods(task: dict[str, Any], spec: registry.TaskSpec, where: str) -> None:
+    """Every method's ``merge.<method>`` section (defaults written in), and what the chosen methods need."""
+    import jsonschema
+
+    from rewarded_soups import plan
+    from rewarded_soups.merging import methods
+
+    registered = methods.methods()
+    for name, method in registered.items():
+        schema = method.section_schema()
+        section = task["merge"].setdefault(name, {})
+        error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(schema).iter_errors(section))
+        if error is not None:
+            path = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path)
+            raise ConfigError(f"{where}.merge.{name}{path}: {error.message}")
+        for option, entry in schema["properties"].items():
+            section.setdefault(option, copy.deepcopy(entry["default"]))
+    for name in plan.merge_methods(task):
+        if name not in registered:
+            raise ConfigError(f"{where}.merge.method: unknown merge method {name!r}; registered: {sorted(registered)}")
+        method = registered[name]
+        if method.needs_fisher and not spec.implements("fisher"):
+            usable = [m for m, c in registered.items() if not c.needs_fisher]
+            raise ConfigError(
+                f"{where}.merge.method: task kind {spec.kind!r} cannot estimate Fisher matrices (it defines no "
+                f"`fisher`), which merge method {name} needs; choose among {', '.join(usable)}"
+            )
+        if method.extrapolates:
+            low, high = task["merge"][name]["lambda_range"]
+            if not low <= 0.0 <= 1.0 <= high:
+                raise ConfigError(
+                    f"{where}.merge.{name}.lambda_range: [{low}, {high}] must contain [0, 1] "
+                    "(values beyond it extrapolate)"
+                )
+        if method.max_experts is not None:
+            wide = [m for m in plan.method_mixes(task, name) if sum(w != 0 for w in m.values()) > method.max_experts]
+            if wide:
+                raise ConfigError(
+                    f"{where}.merge.method: merge method {name} combines at most {method.max_experts} experts, but "
+                    f"this task's soups include {plan.mix_name(wide[0])}; set merge.pairs (and no uniform "
+                    "or subset soups), or choose another method"
+                )
+
+
+def _check_task_settings(task: dict[str, Any], spec: registry.TaskSpec, where: str) -> None:
+    """The task's own checks (its ``check_settings`` hook), for what its schema cannot say."""
+    check = getattr(spec.implementation(), "check_settings", None)
+    if check is not None:
+        try:
+            check(task)
+        except ValueError as err:
+            raise ConfigError(f"{where}.{err}") from None
 
 
 def _check_extension_keys(task: dict[str, Any], task_schema: Path, where: str) -> None:
     """Keys of the extensible generic sections must be generic or declared by the task's schema."""
     generic = _load_schema(GENERIC_SCHEMA)["$defs"]["task"]["properties"]
     own = _load_schema(task_schema).get("properties", {})
+    from rewarded_soups.merging.methods import methods
+
+    added = {"merge": set(methods())}  # each merge method's own section
     for section in EXTENSIBLE_SECTIONS:
         known = set(generic[section]["properties"]) | set(own.get(section, {}).get("properties", {}))
+        known |= added.get(section, set())
         unknown = sorted(set(task.get(section, {})) - known)
         if unknown:
             raise ConfigError(

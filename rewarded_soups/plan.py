@@ -161,13 +161,13 @@ def merge_methods(task: dict[str, Any]) -> list[str]:
     return [method] if isinstance(method, str) else list(method)
 
 
-def extrapolated_mixes(task: dict[str, Any]) -> list[dict[str, float]]:
-    """Task arithmetic beyond the experts (the paper's Figure 13g): λ of each pair's first expert outside [0, 1].
+def extrapolated_mixes(task: dict[str, Any], method: str) -> list[dict[str, float]]:
+    """Soups beyond the experts for a method that extrapolates (task arithmetic, the paper's Figure 13g).
 
-    Points continue the λ grid's step over ``merge.task_arithmetic.lambda_range``;
-    the pair's weights still sum to 1.
+    λ of each pair's first expert outside [0, 1], over ``merge.<method>.lambda_range``,
+    continuing the λ grid's step; the pair's weights still sum to 1.
     """
-    low, high = task["merge"].get("task_arithmetic", {}).get("lambda_range", [0.0, 1.0])
+    low, high = task["merge"].get(method, {}).get("lambda_range", [0.0, 1.0])
     step = 1.0 / (task["merge"]["grid_points"] - 1)
     outside = []
     k = 1
@@ -185,10 +185,12 @@ def extrapolated_mixes(task: dict[str, Any]) -> list[dict[str, float]]:
 
 
 def method_mixes(task: dict[str, Any], method: str) -> list[dict[str, float]]:
-    """The λ of a merge method's models: the soup grid, plus extrapolation for task arithmetic."""
+    """The λ of a merge method's models: the soup grid, plus the extrapolated ones for a method that extrapolates."""
+    from rewarded_soups.merging.methods import get
+
     mixes = soup_mixes(task)
-    if method == "task_arithmetic":
-        mixes = _unique(mixes + extrapolated_mixes(task))
+    if get(method).extrapolates:
+        mixes = _unique(mixes + extrapolated_mixes(task, method))
     return mixes
 
 

@@ -13,7 +13,7 @@ from snakemake.logging import logger
 from rewarded_soups import codedigest, plan, registry, theta0
 from rewarded_soups.config import ConfigError, merged_config_warnings, validate_config
 from rewarded_soups.grid import parse_mix, renormalise
-from rewarded_soups.merging.methods import METHODS
+from rewarded_soups.merging import methods as merge_methods
 from rewarded_soups.scheduling import cancel_replanning_timers
 from rewarded_soups.services import stop_all as stop_shared_services
 
@@ -75,7 +75,7 @@ wildcard_constraints:
     reward=r"[a-z][a-z0-9_]*",
     scorers=rf"[a-z][a-z0-9_]*|{plan.RULE_BASED}",
     mix=r"[a-z][a-z0-9_@.+-]*",
-    method="|".join(METHODS),
+    method="|".join(merge_methods.methods()),
     model=r"[a-z][a-z0-9_@.+-]*",
     fmt="png|pdf|svg",
     pair=r"[a-z][a-z0-9_]*-[a-z][a-z0-9_]*",
@@ -105,9 +105,9 @@ def merge_settings(method):
         name = {None: plan.merge_methods(TASKS[wildcards.task])[0], "method": getattr(wildcards, "method", None)}.get(
             method, method
         )
-        section = merge.get(name, {})
-        options = {k: section[k] for k in METHODS[name].options if k in section}
-        if "seed" in METHODS[name].options:
+        method_class, section = merge_methods.get(name), merge.get(name, {})
+        options = {k: section[k] for k in method_class.options() if k in section}
+        if method_class.needs_seed:
             options["seed"] = SEED
         chosen = {k: merge[k] for k in ("store", "accumulate")}
         return plan.canonical(_read(wildcards.task, "merge", {"merge": {"method": name, "options": options, **chosen}}))
@@ -120,7 +120,7 @@ def fisher_inputs(method):
 
     def get(wildcards):
         name = plan.merge_methods(TASKS[wildcards.task])[0] if method is None else wildcards.method
-        if not METHODS[name].uses_fisher:
+        if not merge_methods.get(name).needs_fisher:
             return []
         mix = parse_mix(wildcards.mix)
         return [f"results/{wildcards.task}/fisher/{r}" for r, w in mix.items() if w != 0]

@@ -10,7 +10,8 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from rewarded_soups.merging import MergeSettings, MergeSpec, load_state, merge
+from rewarded_soups.merging.engine import MergeSettings, load_state, merge
+from rewarded_soups.merging.spec import MergeSpec
 
 pytestmark = pytest.mark.gpu
 

@@ -12,9 +12,10 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from rewarded_soups.merging import MergeSettings, MergeSpec, materialize, merge
 from rewarded_soups.merging import methods as m
 from rewarded_soups.merging.checkpoint import Checkpoint, TensorInfo
+from rewarded_soups.merging.engine import MergeSettings, materialize, merge
+from rewarded_soups.merging.spec import MergeSpec
 from rewarded_soups.merging.writer import SafetensorsWriter
 
 
@@ -130,15 +131,16 @@ def test_mismatches_name_the_tensor(tmp_path):
 def test_a_crash_mid_merge_leaves_no_complete_looking_output(experts, tmp_path, monkeypatch):
     members, _ = experts
     calls = {"n": 0}
-    original = m.METHODS["linear"]
+    linear = m.get("linear")
+    original = linear.combine
 
-    def failing(tensors, weights, base=None, **kw):
+    def failing(self, tensors, weights, base=None, **kw):
         calls["n"] += 1
         if calls["n"] == 5:
             raise RuntimeError("simulated crash")
-        return original.combine(tensors, weights, base, **kw)
+        return original(self, tensors, weights, base, **kw)
 
-    monkeypatch.setitem(m.METHODS, "linear", m.Method("linear", failing, uses_base=False))
+    monkeypatch.setattr(linear, "combine", failing)
     with pytest.raises(RuntimeError, match="simulated crash"):
         merge(spec(members[:2], [0.5, 0.5]), tmp_path / "soup")
     assert not (tmp_path / "soup").exists()
@@ -205,6 +207,12 @@ def test_exact_lora_streaming_equals_concatenation(tmp_path):
 
 
 # Methods on hand-checked tensors.
+def combine(method: str, tensors, weights, base=None, *, fishers=None, name="", **options) -> torch.Tensor:
+    """One tensor of a soup with the registered method ``method`` (the engine's call, inputs copied)."""
+    copies = [t.clone() for t in tensors]
+    return m.build(method, options).combine(copies, weights, base, name=name, fishers=fishers)
+
+
 T1, T2, BASE = (
     torch.tensor([1.0, -2.0, 3.0, 0.5]),
     torch.tensor([3.0, 2.0, -1.0, 0.5]),
@@ -213,22 +221,22 @@ T1, T2, BASE = (
 
 
 def test_linear_and_task_arithmetic_by_hand():
-    assert torch.equal(m.linear([T1, T2], [0.25, 0.75]), torch.tensor([2.5, 1.0, 0.0, 0.5]))
+    assert torch.equal(combine("linear", [T1, T2], [0.25, 0.75]), torch.tensor([2.5, 1.0, 0.0, 0.5]))
     # θ0 + Σ λ_i (θ_i − θ0) with λ on the simplex is the linear soup ...
     torch.testing.assert_close(
-        m.task_arithmetic([T1, T2], [0.25, 0.75], BASE.clone()), m.linear([T1, T2], [0.25, 0.75])
+        combine("task_arithmetic", [T1, T2], [0.25, 0.75], BASE), combine("linear", [T1, T2], [0.25, 0.75])
     )
     # ... and extrapolates outside it (λ = 1.5, −0.5), or scales the task vectors.
-    torch.testing.assert_close(m.task_arithmetic([T1, T2], [1.5, -0.5], BASE.clone()), 1.5 * T1 - 0.5 * T2)
+    torch.testing.assert_close(combine("task_arithmetic", [T1, T2], [1.5, -0.5], BASE), 1.5 * T1 - 0.5 * T2)
     torch.testing.assert_close(
-        m.task_arithmetic([T1, T2], [0.5, 0.5], BASE.clone(), scale=2.0), BASE + (T1 - BASE) + (T2 - BASE)
+        combine("task_arithmetic", [T1, T2], [0.5, 0.5], BASE, scale=2.0), BASE + (T1 - BASE) + (T2 - BASE)
     )
 
 
 def test_ties_by_hand():
     # Task vectors τ1 = [0, -2, 2, 0.5], τ2 = [2, 2, -2, 0.5]; density 0.5 keeps each one's two largest.
     # τ1 -> [0, -2, 2, 0], τ2 -> [2, 2, -2, 0] (ties broken by topk order).
-    merged = m.ties([T1, T2], [0.5, 0.5], BASE.clone(), density=0.5)
+    merged = combine("ties", [T1, T2], [0.5, 0.5], BASE, density=0.5)
     from peft.utils.merge_utils import prune
 
     tau1 = prune(T1 - BASE, 0.5, method="magnitude")
@@ -244,7 +252,7 @@ def test_ties_by_hand():
         expected[i] = sum(w * v for w, v in agree) / sum(w for w, _ in agree) if agree else 0.0
     torch.testing.assert_close(merged, BASE + expected)
     # An expert alone comes back pruned to its largest entries (TIES trims task vectors by design).
-    torch.testing.assert_close(m.ties([T1, T2], [1.0, 0.0], BASE.clone(), density=0.5), BASE + tau1)
+    torch.testing.assert_close(combine("ties", [T1, T2], [1.0, 0.0], BASE, density=0.5), BASE + tau1)
 
 
 def test_large_tensors_merge_in_blocks_with_the_same_result(tmp_path, monkeypatch):
@@ -268,24 +276,23 @@ def test_large_tensors_merge_in_blocks_with_the_same_result(tmp_path, monkeypatc
 def test_dare_is_seeded_per_tensor_and_unbiased():
     base = torch.zeros(20000)
     a, b = torch.ones(20000), 3 * torch.ones(20000)
-    one = m.dare([a, b], [0.5, 0.5], base.clone(), density=0.5, seed=0, name="w")
-    again = m.dare([a, b], [0.5, 0.5], base.clone(), density=0.5, seed=0, name="w")
-    other = m.dare([a, b], [0.5, 0.5], base.clone(), density=0.5, seed=0, name="v")
+    one = combine("dare", [a, b], [0.5, 0.5], base, density=0.5, seed=0, name="w")
+    again = combine("dare", [a, b], [0.5, 0.5], base, density=0.5, seed=0, name="w")
+    other = combine("dare", [a, b], [0.5, 0.5], base, density=0.5, seed=0, name="v")
     assert torch.equal(one, again) and not torch.equal(one, other)
     assert set(one.unique().tolist()) <= {0.0, 1.0, 3.0, 4.0}  # dropped entries, rescaled by 1/density
     assert abs(one.mean().item() - 2.0) < 0.05
-    torch.testing.assert_close(m.dare([a, b], [0.5, 0.5], base.clone(), density=1.0, name="w"), 2 * torch.ones(20000))
+    torch.testing.assert_close(combine("dare", [a, b], [0.5, 0.5], base, density=1.0, name="w"), 2 * torch.ones(20000))
 
 
 def test_fisher_weighting_by_hand():
     f1, f2 = torch.tensor([1.0, 0.0, 3.0, 1.0]), torch.tensor([1.0, 2.0, 1.0, 0.0])
-    merged = m.fisher([T1, T2], [0.5, 0.5], fishers=[f1, f2], fisher_floor=0.0 + 1e-12)
+    merged = combine("fisher", [T1, T2], [0.5, 0.5], fishers=[f1, f2], fisher_floor=0.0 + 1e-12)
     # Entry 0: equal Fisher -> mean 2. Entry 1: only expert 2 informative -> 2. Entry 2: (3*3 + 1*(-1))/4 = 2.
     torch.testing.assert_close(merged[:3], torch.tensor([2.0, 2.0, 2.0]))
     # Where no expert has Fisher mass the floor makes it the λ-weighted mean.
-    torch.testing.assert_close(
-        m.fisher([T1, T2], [0.25, 0.75], fishers=[torch.zeros(4)] * 2), m.linear([T1, T2], [0.25, 0.75])
-    )
+    floored = combine("fisher", [T1, T2], [0.25, 0.75], fishers=[torch.zeros(4)] * 2)
+    torch.testing.assert_close(floored, combine("linear", [T1, T2], [0.25, 0.75]))
 
 
 def test_methods_run_through_the_engine_with_a_base(experts, tmp_path):

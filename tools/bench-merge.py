@@ -105,7 +105,8 @@ ENGINE = textwrap.dedent(
     import sys
     sys.path.insert(0, {root!r})
     from pathlib import Path
-    from rewarded_soups.merging import MergeSpec, merge
+    from rewarded_soups.merging.engine import merge
+    from rewarded_soups.merging.spec import MergeSpec
     a, b, out, lam = sys.argv[1:5]
     spec = MergeSpec(members=[Path(a), Path(b)], weights=[float(lam), 1 - float(lam)],
                      files=["model.safetensors"], copy=["config.json"])

@@ -42,8 +42,9 @@ from typing import Any
 import torch
 
 from rewarded_soups import fingerprint
-from rewarded_soups.merging import methods
 from rewarded_soups.merging.checkpoint import Checkpoint, TensorInfo, checkpoint_file
+from rewarded_soups.merging.methods import MergeMethod, build
+from rewarded_soups.merging.spec import MergeSpec
 from rewarded_soups.merging.writer import SafetensorsWriter
 
 log = logging.getLogger(__name__)
@@ -61,29 +62,6 @@ LORA_A = re.compile(r"\.lora_A(\.[^.]+)?\.weight$")
 LORA_B = re.compile(r"\.lora_B(\.[^.]+)?\.weight$")
 
 
-@dataclass
-class MergeSpec:
-    """What a task merges. Paths are directories; ``files`` are checkpoint names inside them."""
-
-    members: list[Path]
-    weights: list[float]
-    files: list[str]
-    copy: list[str] = field(default_factory=list)  # copied from the first member (configs)
-    base: Path | None = None  # θ0, holding the same files, for methods on task vectors
-    keep: str | None = None  # regex of tensors every member shares, copied unchanged (e.g. a frozen normaliser)
-    lora: str | None = None  # LoRA adapters: "paper" (A and B separately) or "exact" (concatenated ranks)
-    json_updates: dict[str, dict[str, Any]] = field(default_factory=dict)  # applied to copied JSON files
-    fishers: list[Path] | None = None  # each member's diagonal Fisher, same file names (method fisher)
-
-    def __post_init__(self) -> None:
-        self.members = [Path(m) for m in self.members]
-        self.weights = [float(w) for w in self.weights]
-        if len(self.members) != len(self.weights) or not self.members:
-            raise ValueError(f"need one weight per expert, got {len(self.weights)} weights for {len(self.members)}")
-        if self.lora not in (None, "paper", "exact"):
-            raise ValueError(f"unknown LoRA combination {self.lora!r}; choose paper or exact")
-
-
 @dataclass(frozen=True)
 class MergeSettings:
     method: str = "linear"
@@ -91,9 +69,12 @@ class MergeSettings:
     accumulate: str = "auto"  # auto: float32 for 16-bit experts, float64 for 32/64-bit (the earlier behaviour)
 
     def __post_init__(self) -> None:
-        methods.get(self.method)
+        self.build_method()
         if self.accumulate not in ACCUMULATE:
             raise ValueError(f"unknown accumulation dtype {self.accumulate!r}; choose one of {ACCUMULATE}")
+
+    def build_method(self) -> MergeMethod:
+        return build(self.method, self.options)
 
 
 def accumulation_dtype(setting: str, dtype: torch.dtype) -> torch.dtype:
@@ -130,10 +111,13 @@ class _Sources:
 
     def __init__(self, spec: MergeSpec, file: str, settings: MergeSettings, stack: ExitStack, device: str):
         self.spec, self.settings, self.device = spec, settings, device
-        self.method = methods.get(settings.method)
+        self.method = settings.build_method()
         self.kept = [(w, i) for i, w in enumerate(spec.weights) if w != 0]
         if not self.kept:
             raise ValueError(f"every weight is zero: {spec.weights}")
+        most = self.method.max_experts
+        if most is not None and len(self.kept) > most:
+            raise ValueError(f"merge method {settings.method} combines at most {most} experts, got {len(self.kept)}")
         self.members = [_open(m, file, stack, "cpu") for m in spec.members]
         names = self.members[0].keys()
         for i, ckpt in enumerate(self.members[1:], start=1):
@@ -145,18 +129,20 @@ class _Sources:
         self.names = names
         self.infos = {name: _check_alike(name, self.members)[0] for name in names}
         self.base = None
-        if self.method.uses_base and spec.base is not None:
+        if self.method.needs_base and spec.base is not None:
             self.base = _open(spec.base, file, stack, "cpu")
             for name in names:
                 _check_alike(name, [self.members[0], self.base], what="θ0")
-        if self.method.uses_base and spec.base is None and spec.lora is None:
+        if self.method.needs_base and spec.base is None and spec.lora is None:
             raise ValueError(f"merge method {settings.method} works on task vectors θ_i − θ0 and needs θ0 (base)")
         self.fishers = None
-        if self.method.uses_fisher:
+        if self.method.needs_fisher:
             if not spec.fishers:
-                raise ValueError("merge method fisher needs each expert's Fisher (spec.fishers)")
+                raise ValueError(f"merge method {settings.method} needs each expert's Fisher (spec.fishers)")
             self.fishers = [_open(f, file, stack, "cpu") for f in spec.fishers]
-        if spec.lora == "exact" and settings.method not in ("linear", "task_arithmetic"):
+        # LoRA ranks stacked (B A = s Σ λ_i B_i A_i): only for a method linear in the updates.
+        self.lora_scale = self.method.exact_lora_scale() if spec.lora == "exact" else None
+        if spec.lora == "exact" and self.lora_scale is None:
             raise ValueError(
                 f"the exact LoRA combination concatenates ranks; method {settings.method} needs the paper combination"
             )
@@ -164,7 +150,7 @@ class _Sources:
 
     def output_info(self, name: str) -> TensorInfo:
         info = self.infos[name]
-        if self.spec.lora == "exact" and self.settings.method in ("linear", "task_arithmetic"):
+        if self.lora_scale is not None:
             k = len(self.kept)
             if LORA_A.search(name):
                 return TensorInfo(info.dtype, (info.shape[0] * k, *info.shape[1:]))
@@ -204,18 +190,9 @@ class _Sources:
         info = self.infos[name]
         if not info.dtype.is_floating_point or (self.keep is not None and self.keep.search(name)):
             return "same"
-        options = self.settings.options
-        if (
-            len(self.kept) == 1
-            and self.kept[0][0] == 1.0
-            and (
-                self.method.name == "linear"
-                or (self.method.name == "task_arithmetic" and options.get("scale", 1.0) == 1.0)
-            )
-        ):
+        if len(self.kept) == 1 and self.kept[0][0] == 1.0 and self.method.returns_expert_at_vertex():
             return "copy"
-        exact_lora = self.spec.lora == "exact" and self.method.name in ("linear", "task_arithmetic")
-        if exact_lora and (LORA_A.search(name) or LORA_B.search(name)):
+        if self.lora_scale is not None and (LORA_A.search(name) or LORA_B.search(name)):
             return "lora_a" if LORA_A.search(name) else "lora_b"
         return "merge"
 
@@ -244,21 +221,17 @@ class _Sources:
             yield inputs["members"][0]
             return
         weights = [w for w, _ in self.kept]
-        method, options = self.method, dict(self.settings.options)
         acc = accumulation_dtype(self.settings.accumulate, info.dtype)
         if mode in ("lora_a", "lora_b"):
             tensors = [t.to(self.device, acc) for t in inputs["members"]]
-            scale = options.get("scale", 1.0) if method.name == "task_arithmetic" else 1.0
+            scale = self.lora_scale
             if mode == "lora_a":  # A is (r, in): stack the ranks, each scaled by λ_i
                 yield torch.cat([t * (w * scale) for t, w in zip(tensors, weights)], dim=0).to(info.dtype)
             else:  # B is (out, r): side by side, so that B A = Σ λ_i B_i A_i
                 yield torch.cat(tensors, dim=1).to(info.dtype)
             return
-        fishers = inputs["fishers"]
-        if self.fishers is not None and fishers is None:
-            # No Fisher for it (a frozen tensor or a buffer): the plain λ-weighted mean.
-            method, options = methods.METHODS["linear"], {}
-        ranges = self._row_blocks(name) if method.elementwise else None
+        fishers = inputs["fishers"]  # None for a tensor without Fisher values (a frozen weight, a buffer)
+        ranges = self._row_blocks(name) if self.method.elementwise else None
 
         def part(tensor: torch.Tensor, start: int | None, stop: int | None) -> torch.Tensor:
             # Inputs are read whole in their own dtype (one pread; safetensors' slices are slower) and
@@ -267,13 +240,11 @@ class _Sources:
 
         for start, stop in ranges or [(None, None)]:
             tensors = [part(t, start, stop) for t in inputs["members"]]
-            extra: dict[str, Any] = {"name": name}
-            if fishers is not None:
-                extra["fishers"] = [part(f, start, stop) for f in fishers]
+            block_fishers = None if fishers is None else [part(f, start, stop) for f in fishers]
             base = part(inputs["base"], start, stop) if inputs["base"] is not None else None
-            if method.name == "linear":
-                extra["inplace"] = True  # the tensors were read for this sum only
-            yield method.combine(tensors, weights, base, **options, **extra).to(info.dtype)
+            # inplace: the tensors were read (and converted) for this combination only.
+            merged = self.method.combine(tensors, weights, base, name=name, fishers=block_fishers, inplace=True)
+            yield merged.to(info.dtype)
 
 
 def _stream(spec: MergeSpec, file: str, settings: MergeSettings, device: str) -> Iterator[tuple[str, Any]]:

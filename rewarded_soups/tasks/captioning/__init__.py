@@ -200,7 +200,8 @@ def merge(
     fisher_dirs: list[Path] | None = None,
 ) -> None:
     """Σ λ_i θ_i over full captioners, streamed; a member may be θ0 itself (WiSE)."""
-    from rewarded_soups.merging import MergeSpec, run
+    from rewarded_soups.merging.engine import run
+    from rewarded_soups.merging.spec import MergeSpec
     from rewarded_soups.tasks.captioning.model import CONFIG_FILE, WEIGHTS_FILE
 
     spec = MergeSpec(

@@ -300,7 +300,7 @@ def save(model: Captioner, out_dir: Path) -> None:
 
 def load(model_dir: Path) -> Captioner:
     """A saved captioner; a soup stored as a recipe is merged in memory."""
-    from rewarded_soups.merging import materialize
+    from rewarded_soups.merging.engine import materialize
 
     soup = materialize(Path(model_dir))
     model = Captioner(json.loads((soup.template / CONFIG_FILE).read_text()))

@@ -187,7 +187,8 @@ def merge(
     fisher_dirs: list[Path] | None = None,
 ) -> None:
     """Σ λ_i θ_i over the full UNets, streamed (the frozen weights are equal and stay so); θ0 for task vectors."""
-    from rewarded_soups.merging import MergeSpec, run
+    from rewarded_soups.merging.engine import run
+    from rewarded_soups.merging.spec import MergeSpec
 
     spec = MergeSpec(
         members=list(expert_dirs),

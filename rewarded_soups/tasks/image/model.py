@@ -125,7 +125,7 @@ def load(base_dir: Path, unet_dir: Path | None = None) -> Pipeline:
     from diffusers import DDPMScheduler, UNet2DConditionModel
     from transformers import CLIPTextModel, PreTrainedTokenizerFast
 
-    from rewarded_soups.merging import materialize
+    from rewarded_soups.merging.engine import materialize
 
     base_dir = Path(base_dir)
     # A soup stored as a recipe is merged in memory here, on the device.

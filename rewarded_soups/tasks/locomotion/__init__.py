@@ -80,7 +80,8 @@ def merge(
     fisher_dirs: list[Path] | None = None,
 ) -> None:
     """Σ λ_i θ_i over the policy parameters, streamed; the frozen normaliser, shared by all, is kept as is."""
-    from rewarded_soups.merging import MergeSpec, run
+    from rewarded_soups.merging.engine import run
+    from rewarded_soups.merging.spec import MergeSpec
     from rewarded_soups.tasks.locomotion import policy as io
 
     specs = {io.PolicySpec.from_json((Path(d) / io.CONFIG).read_text()) for d in expert_dirs}

@@ -86,7 +86,7 @@ def load(model_dir: Path) -> Policy:
     """A saved policy; a soup stored as a recipe is merged in memory."""
     from safetensors.numpy import load_file
 
-    from rewarded_soups.merging import is_recipe, materialize
+    from rewarded_soups.merging.engine import is_recipe, materialize
 
     model_dir = Path(model_dir)
     if is_recipe(model_dir):

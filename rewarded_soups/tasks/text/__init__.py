@@ -68,12 +68,16 @@ def check_settings(task: dict[str, Any]) -> None:
             f"per_device_train_batch_size ({ft['per_device_train_batch_size']})"
         )
     merge = task["merge"]
-    methods = [merge["method"]] if isinstance(merge["method"], str) else merge["method"]
-    if merge["lora_mode"] == "exact" and set(methods) & {"ties", "dare", "fisher"}:
-        raise ValueError(
-            "merge.method: ties, dare and fisher combine the A and B matrices entry by entry, which needs "
-            "adapters of one rank: set merge.lora_mode to paper"
-        )
+    if merge["lora_mode"] == "exact":
+        from rewarded_soups.merging.methods import build
+        from rewarded_soups.plan import merge_methods
+
+        entrywise = [m for m in merge_methods(task) if build(m, _method_options(merge, m)).exact_lora_scale() is None]
+        if entrywise:
+            raise ValueError(
+                f"merge.method: {', '.join(entrywise)} combine the A and B matrices entry by entry, which needs "
+                "adapters of one rank: set merge.lora_mode to paper"
+            )
     from rewarded_soups.paths import looks_local, model_directory_problem
 
     model = task["pretrain"].get("model")
@@ -85,6 +89,12 @@ def check_settings(task: dict[str, Any]) -> None:
         raise ValueError(
             f"pretrain.adapter: {adapter} is not a directory (a local adapter; a hub id looks like org/name)"
         )
+
+
+def _method_options(merge: dict[str, Any], name: str) -> dict[str, Any]:
+    from rewarded_soups.merging.methods import get
+
+    return {k: v for k, v in merge.get(name, {}).items() if k in get(name).options()}
 
 
 def local_inputs(task: dict[str, Any], stage: str, rewards: list[str]) -> list[str]:
@@ -145,7 +155,7 @@ def finetune(
 
 def merge_spec(base_dir: Path, expert_dirs: list[Path], weights: list[float], settings: dict[str, Any]):
     """The experts' LoRA adapters and how to combine them (README: Combining LoRA adapters)."""
-    from rewarded_soups.merging import MergeSpec
+    from rewarded_soups.merging.spec import MergeSpec
 
     mode = settings["merge"]["lora_mode"]
     configs = [json.loads((Path(d) / ADAPTER_CONFIG).read_text()) for d in expert_dirs]
@@ -179,7 +189,7 @@ def merge(
     fisher_dirs: list[Path] | None = None,
 ) -> None:
     """Combine the experts' LoRA adapters with the configured method (streamed, tensor by tensor)."""
-    from rewarded_soups.merging import run
+    from rewarded_soups.merging.engine import run
 
     spec = merge_spec(base_dir, expert_dirs, weights, settings)
     spec.fishers = fisher_dirs
@@ -192,7 +202,7 @@ def load_model(base_dir: Path, model_dir: Path | None, *, dtype: str = "float32"
 
     from peft import LoraConfig, PeftModel, get_peft_model, set_peft_model_state_dict
 
-    from rewarded_soups.merging import materialize
+    from rewarded_soups.merging.engine import materialize
     from rewarded_soups.tasks.text import policy
 
     ref = policy.base_model(Path(base_dir))
