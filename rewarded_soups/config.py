@@ -88,6 +88,14 @@ def _task_spec(kind: str, where: str) -> registry.TaskSpec:
     tasks = registry.tasks()
     if kind not in tasks:
         raise ConfigError(f"{where}.kind: unknown task kind {kind!r}; registered: {sorted(tasks)}")
+    from rewarded_soups.tasks.base import missing_functions
+
+    missing = missing_functions(tasks[kind].implementation(), tasks[kind].baselines)
+    if missing:
+        raise ConfigError(
+            f"{where}.kind: task kind {kind!r} ({tasks[kind].module}) does not define {missing}, which every task "
+            "defines (rewarded_soups/tasks/base.py)"
+        )
     return tasks[kind]
 
 

@@ -51,6 +51,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+from rewarded_soups import services
 from rewarded_soups.services import socket_dir
 from rewarded_soups.services import start as start_service
 
@@ -271,13 +272,7 @@ def serve(path: Path, idle_seconds: float) -> None:
     # page as the collector writes their headers; frozen, the collector never looks at them.
     gc.collect()
     gc.freeze()
-    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    staging = path.with_name(f"{path.stem}.{os.getpid()}.staging")
-    staging.unlink(missing_ok=True)
-    listener.bind(str(staging))
-    listener.listen(64)
-    os.replace(staging, path)  # jobs connect only to a ready server
-    inode = path.stat().st_ino
+    listener, inode = services.listen(path)  # jobs connect only to a ready server
     print(
         f"warm job server pid {os.getpid()} ready on {path}: {', '.join(loaded)} imported in "
         f"{time.process_time() - started:.1f} s of CPU",
@@ -328,9 +323,7 @@ def serve(path: Path, idle_seconds: float) -> None:
                     print("stop requested: exiting after the running jobs", flush=True)
                     break
     finally:
-        with contextlib.suppress(OSError):
-            if path.stat().st_ino == inode:
-                path.unlink()
+        services.unpublish(path, inode)
         listener.close()
         for pid in children:
             with contextlib.suppress(ChildProcessError):

@@ -35,6 +35,17 @@ def model_directory(kind: str, weights: str) -> str:
     return fixed.get(kind, f"merges/{kind}/{weights}")
 
 
+def model_label(name: str) -> str:
+    """A model's name as figures title it: θ0 for ``init``, the reward for an expert, the weights of a soup."""
+    if name == "init":
+        return "θ0"
+    if name.startswith("expert-"):
+        return name.removeprefix("expert-")
+    if name.startswith("soup-"):
+        return "\n".join(f"{r} {w:g}" for r, w in parse_mix(name.removeprefix("soup-")).items())
+    return name
+
+
 def canonical(value: Any) -> Any:
     """Mappings with sorted keys, recursively.
 
@@ -58,7 +69,6 @@ STAGE_SECTIONS = {
     "pretrain": ("data", "pretrain"),
     "finetune": ("data", "finetune"),
     "merge": (),
-    "ensemble": (),
     "fisher": ("data", "finetune", "merge.fisher.samples"),
     "generate": ("data", "evaluate"),
     "qualitative": ("data", "evaluate"),

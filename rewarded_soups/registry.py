@@ -151,11 +151,6 @@ class TaskSpec:
         """Whether the task defines an optional hook (``qualitative``, ``fisher``, ``check_settings``, ...)."""
         return callable(getattr(self.implementation(), hook, None))
 
-    def code_root(self) -> Path:
-        """The task package's directory (a module's file for a one-module task)."""
-        path = Path(inspect.getfile(self.implementation()))
-        return path.parent if path.name == "__init__.py" else path
-
 
 _REWARDS: dict[str, RewardSpec] = {}
 _TASKS: dict[str, TaskSpec] = {}

@@ -10,7 +10,7 @@ from pathlib import Path
 from snakemake.exceptions import WorkflowError
 from snakemake.logging import logger
 
-from rewarded_soups import codedigest, plan, registry, theta0
+from rewarded_soups import codedigest, plan, registry, stages, theta0
 from rewarded_soups.config import ConfigError, merged_config_warnings, validate_config
 from rewarded_soups.grid import parse_mix, renormalise
 from rewarded_soups.merging import methods as merge_methods
@@ -41,11 +41,8 @@ SPECS = {name: registry.task_spec(task["kind"]) for name, task in TASKS.items()}
 SEED = config["seed"]
 
 
-@functools.cache
-def _task_code(kind, function, reward_kinds):
-    spec = registry.task_spec(kind)
-    entries = [f"{spec.module}:{function}", *(registry.reward_spec(k).module for k in reward_kinds)]
-    return codedigest.digest(entries)
+# Computed once per (task kind, stage, rewards, modules): hundreds of jobs share a few dozen digests.
+_stage_code = functools.cache(stages.code_digest)
 
 
 def shipped_theta0(name):
@@ -64,7 +61,7 @@ for _name, _task in TASKS.items():
             kind=_task["kind"],
             settings=plan.canonical(plan.stage_settings(_task, "pretrain")),
             seed=SEED,
-            code=_task_code(_task["kind"], "pretrain", ()),
+            code=_stage_code(_task["kind"], "pretrain"),
         ):
             logger.warning(f"warning: {warning}")
     except ValueError as err:
@@ -92,6 +89,13 @@ def settings(stage):
     return get
 
 
+def _method_name(wildcards, method):
+    """None: the task's first merge method (the soups); "method": the wildcard's; else the name given."""
+    if method is None:
+        return plan.merge_methods(TASKS[wildcards.task])[0]
+    return wildcards.method if method == "method" else method
+
+
 def merge_settings(method):
     """What makes one merge (params): its method and options, how it is stored and summed, the task's own keys.
 
@@ -102,9 +106,7 @@ def merge_settings(method):
 
     def get(wildcards):
         merge = TASKS[wildcards.task]["merge"]
-        name = {None: plan.merge_methods(TASKS[wildcards.task])[0], "method": getattr(wildcards, "method", None)}.get(
-            method, method
-        )
+        name = _method_name(wildcards, method)
         method_class, section = merge_methods.get(name), merge.get(name, {})
         options = {k: section[k] for k in method_class.options() if k in section}
         if method_class.needs_seed:
@@ -119,8 +121,7 @@ def fisher_inputs(method):
     """Each merged expert's Fisher, when the merge is Fisher-weighted."""
 
     def get(wildcards):
-        name = plan.merge_methods(TASKS[wildcards.task])[0] if method is None else wildcards.method
-        if not merge_methods.get(name).needs_fisher:
+        if not merge_methods.get(_method_name(wildcards, method)).needs_fisher:
             return []
         mix = parse_mix(wildcards.mix)
         return [f"results/{wildcards.task}/fisher/{r}" for r, w in mix.items() if w != 0]
@@ -183,18 +184,22 @@ def score_gpu(wildcards):
     return task["resources"]["evaluate"]["gpu"] if uses_device else 0
 
 
-def task_code(function):
-    """Digest of the code a task job runs (params): the task's ``function`` and the rewards it uses.
+def task_code(stage, method=False):
+    """Digest of the code a task job runs (params): the stage's code, the task's functions, the rewards it uses,
+    and for merges the method's module (``method`` as in :func:`merge_settings`).
 
     Editing that code reruns the job and what depends on it; editing another
-    task, or code the job never imports, reruns nothing.
+    task, or code the job never runs, reruns nothing.
     """
 
     def get(wildcards):
         task = TASKS[wildcards.task]
         scorers = plan.scorers(task)
-        names = job_rewards(wildcards, function)
-        return _task_code(task["kind"], function, tuple(sorted({scorers[r]["kind"] for r in names})))
+        kinds = tuple(sorted({scorers[r]["kind"] for r in job_rewards(wildcards, stage)}))
+        modules = ()
+        if method is not False:
+            modules = (merge_methods.get(_method_name(wildcards, method)).__module__,)
+        return _stage_code(task["kind"], stage, kinds, modules)
 
     return get
 

@@ -15,7 +15,7 @@ rule soup:
         kind=task_kind,
         settings=merge_settings(None),
         weights=mix_weights,
-        code=task_code("merge"),
+        code=task_code("merge", method=None),
     threads: resource("merge", "threads")
     resources:
         **stage_resources("merge"),
@@ -40,7 +40,7 @@ use rule soup as merge_method with:
         kind=task_kind,
         settings=merge_settings("method"),
         weights=mix_weights,
-        code=task_code("merge"),
+        code=task_code("merge", method="method"),
     log:
         "logs/{task}/merges/{method}/{mix}.log",
     benchmark:
@@ -74,18 +74,15 @@ rule fisher:
         "../scripts/fisher.py"
 
 
-# Baselines of the paper (Figures 5c and 14e; tasks that implement them list them in
-# declare in register_task(baselines=...)): prediction ensembling of two experts, and WiSE,
-# an expert interpolated toward θ0 (θ0 is a member of the merge, weight 1 − α).
+# Baselines of the paper (Figures 5c and 14e; tasks that implement them declare them in
+# register_task(baselines=...)): prediction ensembling of two experts, and WiSE, an
+# expert interpolated toward θ0 (θ0 is a member of the merge, weight 1 − α).
 rule ensemble:
     input:
-        base="results/{task}/pretrain/model",
         experts=soup_experts,
     output:
         directory("results/{task}/ensembles/{mix}"),
     params:
-        kind=task_kind,
-        settings=settings("ensemble"),
         weights=mix_weights,
         code=task_code("ensemble"),
     threads: resource("merge", "threads")
@@ -109,7 +106,7 @@ rule wise:
         kind=task_kind,
         settings=merge_settings("linear"),
         weights=wise_weights,
-        code=task_code("merge"),
+        code=task_code("merge", method="linear"),
     threads: resource("merge", "threads")
     resources:
         **stage_resources("merge"),

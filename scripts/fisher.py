@@ -9,12 +9,13 @@ from rewarded_soups.jobserver import run_warm
 
 run_warm(snakemake, "fisher.py")  # in a fork of the warm server, where torch & co. are already imported
 
+from rewarded_soups import stages
 from rewarded_soups.registry import load_task
 from rewarded_soups.workflow import logged
 
 with logged(snakemake) as log:
-    task = load_task(snakemake.params.kind)
-    metrics = task.fisher(
+    written = stages.fisher(
+        load_task(snakemake.params.kind),
         Path(snakemake.input.base),
         Path(snakemake.input.expert),
         Path(snakemake.output[0]),
@@ -23,4 +24,4 @@ with logged(snakemake) as log:
         seed=snakemake.params.seed,
         threads=snakemake.threads,
     )
-    log.info("done: %s", metrics)
+    log.info("done: %s", written)

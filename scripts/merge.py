@@ -1,4 +1,4 @@
-"""Merge the experts' weights for one λ (rules soup, merge_method, wise): the task's `merge`."""
+"""Merge the experts' weights for one λ (rules soup, merge_method, wise)."""
 
 import sys
 from pathlib import Path
@@ -9,15 +9,16 @@ from rewarded_soups.jobserver import run_warm
 
 run_warm(snakemake, "merge.py")  # in a fork of the warm server, where torch & co. are already imported
 
+from rewarded_soups import stages
 from rewarded_soups.registry import load_task
 from rewarded_soups.workflow import logged
 
 with logged(snakemake) as log:
-    task = load_task(snakemake.params.kind)
     experts = [Path(p) for p in snakemake.input.experts]
     fishers = [Path(p) for p in snakemake.input.get("fishers", [])]
     log.info("λ %s over %s", snakemake.params.weights, [p.name for p in experts])
-    task.merge(
+    stages.merge(
+        load_task(snakemake.params.kind),
         Path(snakemake.input.base),
         experts,
         list(snakemake.params.weights),

@@ -9,7 +9,7 @@ from rewarded_soups.jobserver import run_warm
 
 run_warm(snakemake, "pretrain.py")  # in a fork of the warm server, where torch & co. are already imported
 
-from rewarded_soups import theta0
+from rewarded_soups import stages, theta0
 from rewarded_soups.registry import load_task
 from rewarded_soups.workflow import logged, write_json
 
@@ -20,8 +20,8 @@ with logged(snakemake) as log:
         metrics = theta0.install(shipped, Path(snakemake.output.model), snakemake.output.metrics)
         log.info("θ0 copied from %s (trained in %.0f s when it was made)", shipped, metrics["trained_seconds"] or 0)
     else:
-        task = load_task(snakemake.params.kind)
-        metrics = task.pretrain(
+        metrics = stages.pretrain(
+            load_task(snakemake.params.kind),
             Path(snakemake.output.model),
             snakemake.params.settings,
             seed=snakemake.params.seed,

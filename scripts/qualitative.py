@@ -9,11 +9,11 @@ from rewarded_soups.jobserver import run_warm
 
 run_warm(snakemake, "qualitative.py")  # in a fork of the warm server, where torch & co. are already imported
 
+from rewarded_soups import stages
 from rewarded_soups.registry import load_task
 from rewarded_soups.tasks.base import split_samples
 from rewarded_soups.workflow import logged
 
 with logged(snakemake):
-    task = load_task(snakemake.params.kind)
     samples = dict(zip(snakemake.params.labels, (split_samples(p) for p in snakemake.input)))
-    task.qualitative(samples, Path(snakemake.output[0]), snakemake.params.settings)
+    stages.qualitative(load_task(snakemake.params.kind), samples, Path(snakemake.output[0]), snakemake.params.settings)

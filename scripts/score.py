@@ -15,6 +15,7 @@ run_warm(snakemake, "score.py")  # in a fork of the warm server, where torch & c
 
 import numpy as np
 
+from rewarded_soups import stages
 from rewarded_soups.registry import load_task
 from rewarded_soups.tasks.base import EVALUATION_SPLITS, split_samples
 from rewarded_soups.workflow import logged, write_json
@@ -24,7 +25,7 @@ with logged(snakemake) as log:
     samples = {split: split_samples(snakemake.input.samples, split) for split in EVALUATION_SPLITS}
     rows = []
     for name, reward in snakemake.params.rewards.items():
-        per_split = task.score(samples, reward, base_dir=Path(snakemake.input.base), threads=snakemake.threads)
+        per_split = stages.score(task, samples, reward, base_dir=Path(snakemake.input.base), threads=snakemake.threads)
         splits = {}
         for split in EVALUATION_SPLITS:
             values = np.asarray(per_split[split], dtype=float)

@@ -11,8 +11,8 @@ import pytest
 from rewarded_soups import services
 from rewarded_soups.registry import build_reward, reward_spec
 from rewarded_soups.rewards import caption_metrics as metrics
-from rewarded_soups.rewards import meteor_service
 from rewarded_soups.rewards.vqa import normalise_answer, vqa_accuracy
+from rewarded_soups.services import meteor as meteor_service
 
 BETA2 = 1.2**2  # pycocoevalcap's ROUGE-L beta, squared
 

@@ -9,8 +9,10 @@ import pytest
 import torch
 
 from rewarded_soups.rewards import caption_metrics as metrics
-from rewarded_soups.tasks.captioning import data, scst
-from rewarded_soups.tasks.captioning import model as cap
+from rewarded_soups.tasks.captioning import data
+from rewarded_soups.vision_language import encoder_decoder as cap
+from rewarded_soups.vision_language import training as scst
+from rewarded_soups.vision_language import vocab as words
 
 TINY = {"image_size": 16, "channels": 8, "d_model": 32, "layers": 1, "heads": 2, "max_len": 12}
 
@@ -25,13 +27,13 @@ def one_thread():
 
 
 @pytest.fixture(scope="module")
-def splits() -> data.Splits:
+def splits():
     return data.make_splits(24, 4, 4, seed=3, image_size=16)
 
 
 @pytest.fixture(scope="module")
-def vocab(splits) -> data.Vocab:
-    return data.build_vocab(data.flat_captions(splits.train.captions))
+def vocab(splits) -> words.Vocab:
+    return words.build_vocab(words.flat_captions(splits.train.captions))
 
 
 # --- data ---------------------------------------------------------------------------------------------------------
@@ -48,17 +50,17 @@ def test_splits_are_seeded_and_distinct(splits):
 
 def test_vocab_roundtrip(vocab, tmp_path):
     assert vocab.itos[:4] == ("<pad>", "<bos>", "<eos>", "<unk>")
-    assert (data.PAD_ID, data.BOS_ID, data.EOS_ID, data.UNK_ID) == (0, 1, 2, 3)
+    assert (words.PAD_ID, words.BOS_ID, words.EOS_ID, words.UNK_ID) == (0, 1, 2, 3)
     ids = vocab.encode("A red  circle")
-    assert ids[-1] == data.EOS_ID and vocab.decode(ids) == "a red circle"
-    assert vocab.encode("a zebra")[1] == data.UNK_ID
+    assert ids[-1] == words.EOS_ID and vocab.decode(ids) == "a red circle"
+    assert vocab.encode("a zebra")[1] == words.UNK_ID
     batch = vocab.encode_batch(["a red circle", "a"], max_len=5)
     assert batch.shape == (2, 5) and batch.dtype == np.int64
-    assert batch[1].tolist() == [vocab.stoi["a"], data.EOS_ID, 0, 0, 0]
+    assert batch[1].tolist() == [vocab.stoi["a"], words.EOS_ID, 0, 0, 0]
     assert vocab.decode_batch(batch) == ["a red circle", "a"]
-    assert vocab.decode([data.BOS_ID, vocab.stoi["red"], data.EOS_ID, vocab.stoi["blue"]]) == "red"
+    assert vocab.decode([words.BOS_ID, vocab.stoi["red"], words.EOS_ID, vocab.stoi["blue"]]) == "red"
     vocab.save(tmp_path / "vocab.json")
-    assert data.Vocab.load(tmp_path / "vocab.json") == vocab
+    assert words.Vocab.load(tmp_path / "vocab.json") == vocab
 
 
 # --- SCST loss ----------------------------------------------------------------------------------------------------
@@ -174,7 +176,7 @@ def test_xent_decreases(model, splits, vocab):
 def test_greedy_shape_and_padding(model, splits):
     ids = model.greedy(cap.images_to_tensor(splits.test.images), max_len=7)
     assert ids.shape == (4, 7) and ids.dtype == torch.long
-    assert torch.all(ids[cap.until_eos_mask(ids) == 0] == data.PAD_ID)
+    assert torch.all(ids[cap.until_eos_mask(ids) == 0] == words.PAD_ID)
     with pytest.raises(ValueError, match="positions"):
         model.greedy(cap.images_to_tensor(splits.test.images), max_len=13)
 
@@ -184,12 +186,12 @@ def test_sample_logprobs_match_forward(model, splits):
     ids, logp = model.sample(x, max_len=10, generator=torch.Generator().manual_seed(0))
     assert logp.requires_grad and logp.shape == (4,)
     # By hand: the decoder's input is <bos> + ids[:-1]; sum up to the first <eos>, inclusive.
-    inputs = torch.cat([torch.full((4, 1), data.BOS_ID), ids[:, :-1]], dim=1)
+    inputs = torch.cat([torch.full((4, 1), words.BOS_ID), ids[:, :-1]], dim=1)
     with torch.no_grad():
         token_logp = torch.log_softmax(model(x, inputs), dim=-1).gather(2, ids.unsqueeze(2)).squeeze(2)
     expected = []
     for row, lp in zip(ids.tolist(), token_logp):
-        end = row.index(data.EOS_ID) + 1 if data.EOS_ID in row else len(row)
+        end = row.index(words.EOS_ID) + 1 if words.EOS_ID in row else len(row)
         expected.append(lp[:end].sum())
     assert torch.allclose(logp.detach(), torch.stack(expected), atol=1e-5)
     # ...and they equal the per-step log-probs of the cached decoding loop that drew the samples.

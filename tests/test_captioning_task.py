@@ -6,9 +6,11 @@ from pathlib import Path
 import pytest
 import torch
 
+from rewarded_soups import stages
 from rewarded_soups.registry import build_reward, reward_spec
+from rewarded_soups.samples import read as read_samples
 from rewarded_soups.tasks import captioning as task
-from rewarded_soups.tasks.captioning import model as captioner
+from rewarded_soups.vision_language import encoder_decoder as captioner
 
 CFG = {
     "data": {"image_size": 16, "train_images": 24, "valid_images": 4, "test_images": 6},
@@ -30,7 +32,7 @@ def tiny(tmp_path_factory):
     task.pretrain(root / "base", {"data": cfg["data"], "pretrain": cfg["pretrain"]}, seed=0, threads=1)
     ft = {"data": cfg["data"], "finetune": cfg["finetune"]}
     for name, reward in (("bleu1", {"kind": "bleu", "n": 1}), ("rouge", {"kind": "rouge"})):
-        task.finetune(root / "base", root / name, {name: reward}, {name: 1.0}, ft, seed=0, threads=1)
+        stages.finetune(task, root / "base", root / name, {name: reward}, {name: 1.0}, ft, seed=0, threads=1)
     return root, {"data": cfg["data"], "evaluate": cfg["evaluate"]}
 
 
@@ -61,22 +63,24 @@ def test_ensemble_of_one_model_or_one_weight_is_that_models_greedy(tiny):
 
 def test_soup_wise_and_ensemble_generate_scored_captions(tiny, tmp_path):
     root, ev = tiny
-    task.merge(root / "base", [root / "bleu1", root / "rouge"], [0.5, 0.5], tmp_path / "soup", {})
-    task.merge(root / "base", [root / "base", root / "bleu1"], [0.5, 0.5], tmp_path / "wise", {})
-    task.ensemble(root / "base", [root / "bleu1", root / "rouge"], [0.5, 0.5], tmp_path / "ensemble", {})
+    stages.merge(task, root / "base", [root / "bleu1", root / "rouge"], [0.5, 0.5], tmp_path / "soup", {})
+    stages.merge(task, root / "base", [root / "base", root / "bleu1"], [0.5, 0.5], tmp_path / "wise", {})
+    stages.ensemble([root / "bleu1", root / "rouge"], [0.5, 0.5], tmp_path / "ensemble")
     wise = captioner.load(tmp_path / "wise").state_dict()
     base, expert = captioner.load(root / "base").state_dict(), captioner.load(root / "bleu1").state_dict()
     key = next(k for k in wise if wise[k].is_floating_point() and not torch.equal(base[k], expert[k]))
     torch.testing.assert_close(wise[key], 0.5 * base[key] + 0.5 * expert[key])
     for name in ("soup", "wise", "ensemble"):
-        task.generate(root / "base", tmp_path / name, {"test": tmp_path / "samples" / name}, ev, seed=0, threads=1)
-        records = task.read_captions(tmp_path / "samples" / name)
+        stages.generate(
+            task, root / "base", tmp_path / name, {"test": tmp_path / "samples" / name}, ev, seed=0, threads=1
+        )
+        records = read_samples(tmp_path / "samples" / name).records
         assert len(records) == 6 and all(len(r["references"]) == 5 for r in records)
-        values = task.score(
-            {"test": tmp_path / "samples" / name}, {"kind": "rouge"}, base_dir=root / "base", threads=1
+        values = stages.score(
+            task, {"test": tmp_path / "samples" / name}, {"kind": "rouge"}, base_dir=root / "base", threads=1
         )["test"]
         assert len(values) == 6 and all(0 <= v <= 1 for v in values)
-    table = task.samples_table({n: tmp_path / "samples" / n for n in ("soup", "ensemble")}, 2)
+    table = stages.samples_table(task, {n: tmp_path / "samples" / n for n in ("soup", "ensemble")}, 2)
     assert "### Image 1" in table and "| ensemble |" in table
 
 
@@ -96,14 +100,14 @@ def test_fisher_and_recipe_soups(tiny, tmp_path):
     root, ev = tiny
     settings = {"data": ev["data"], "finetune": {"max_len": 12}, "merge": {"fisher": {"samples": 3}}}
     for name in ("bleu1", "rouge"):
-        assert task.fisher(root / "base", root / name, tmp_path / f"f-{name}", {}, settings, seed=0, threads=1)
+        assert stages.fisher(task, root / "base", root / name, tmp_path / f"f-{name}", {}, settings, seed=0, threads=1)
     values = load_file(tmp_path / "f-bleu1" / captioner.WEIGHTS_FILE)
     params = dict(captioner.load(root / "bleu1").named_parameters())
     assert values.keys() == params.keys() and all(values[k].shape == params[k].shape for k in params)
     merge = {"method": "fisher", "options": {"fisher_floor": 1e-6}, "store": "recipe"}
     fishers = [tmp_path / "f-bleu1", tmp_path / "f-rouge"]
     experts = [root / "bleu1", root / "rouge"]
-    task.merge(root / "base", experts, [0.5, 0.5], tmp_path / "soup", {"merge": merge}, fisher_dirs=fishers)
+    stages.merge(task, root / "base", experts, [0.5, 0.5], tmp_path / "soup", {"merge": merge}, fisher_dirs=fishers)
     assert [p.name for p in (tmp_path / "soup").iterdir()] == ["recipe.json"]
-    task.generate(root / "base", tmp_path / "soup", {"test": tmp_path / "samples"}, ev, seed=0, threads=1)
-    assert len(task.read_captions(tmp_path / "samples")) == 6
+    stages.generate(task, root / "base", tmp_path / "soup", {"test": tmp_path / "samples"}, ev, seed=0, threads=1)
+    assert len(read_samples(tmp_path / "samples").records) == 6

@@ -8,9 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from rewarded_soups import stages
 from rewarded_soups.data import grid_scenes
 from rewarded_soups.registry import build_reward, reward_spec
 from rewarded_soups.rewards.boxes import box_iou
+from rewarded_soups.samples import read as read_samples
 from rewarded_soups.tasks.grounding import data
 
 # Words of the expressions back to attributes: an independent reading of what an expression says.
@@ -158,31 +160,35 @@ TINY = {
 
 def test_the_task_trains_merges_generates_and_scores(tmp_path: Path):
     from rewarded_soups.tasks import grounding
-    from rewarded_soups.tasks.captioning.model import load
+    from rewarded_soups.vision_language.encoder_decoder import load
 
     metrics = grounding.pretrain(tmp_path / "theta0", TINY, seed=0, threads=1)
     assert set(metrics["valid_accuracy"]) <= set(grid_scenes.SIZE_CLASSES) and metrics["seconds"] > 0
     rewards = {"small": {"kind": "box_accuracy", "size": "small"}, "large": {"kind": "box_accuracy", "size": "large"}}
     for name in rewards:
-        fine = grounding.finetune(
-            tmp_path / "theta0", tmp_path / name, {name: rewards[name]}, {name: 1.0}, TINY, seed=0, threads=1
+        fine = stages.finetune(
+            grounding, tmp_path / "theta0", tmp_path / name, {name: rewards[name]}, {name: 1.0}, TINY, seed=0, threads=1
         )
         assert len(fine["loss"]) == 4 and all(np.isfinite(fine["loss"]))
-    grounding.merge(tmp_path / "theta0", [tmp_path / "small", tmp_path / "large"], [0.5, 0.5], tmp_path / "soup", {})
+    stages.merge(
+        grounding, tmp_path / "theta0", [tmp_path / "small", tmp_path / "large"], [0.5, 0.5], tmp_path / "soup", {}
+    )
     soup, small, large = (load(tmp_path / d).state_dict() for d in ("soup", "small", "large"))
     for key in soup:
         assert torch_close(soup[key], 0.5 * small[key] + 0.5 * large[key]), key
     out = {"test": tmp_path / "samples" / "test", "validation": tmp_path / "samples" / "validation"}
-    grounding.generate(tmp_path / "theta0", tmp_path / "soup", out, TINY, seed=0, threads=1)
-    records = grounding.read_boxes(out["test"])
-    assert len(records) == 12 and len(grounding.read_boxes(out["validation"])) == 6
+    stages.generate(grounding, tmp_path / "theta0", tmp_path / "soup", out, TINY, seed=0, threads=1)
+    records = read_samples(out["test"]).records
+    assert len(records) == 12 and len(read_samples(out["validation"]).records) == 6
     assert {r["size"] for r in records} <= set(grid_scenes.SIZE_CLASSES)
-    values = grounding.score(out, rewards["small"], base_dir=tmp_path / "theta0", threads=1)
+    values = stages.score(grounding, out, rewards["small"], base_dir=tmp_path / "theta0", threads=1)
     small_targets = [r["size"] == "small" for r in records]
     assert [not math.isnan(v) for v in values["test"]] == small_targets
-    table = grounding.samples_table({"init": out["test"], "soup-small@0.5+large@0.5": out["test"]}, 2)
+    table = stages.samples_table(grounding, {"init": out["test"], "soup-small@0.5+large@0.5": out["test"]}, 2)
     assert "| soup-small@0.5+large@0.5 |" in table and records[0]["expression"] in table
-    grounding.qualitative({"init": out["test"]}, tmp_path / "figures", {**TINY, "plots": {"samples_in_figure": 3}})
+    stages.qualitative(
+        grounding, {"init": out["test"]}, tmp_path / "figures", {**TINY, "plots": {"samples_in_figure": 3}}
+    )
     assert (tmp_path / "figures" / "boxes.png").read_bytes()[:4] == b"\x89PNG"
 
 
@@ -196,8 +202,9 @@ def test_pretraining_learns_to_ground():
     """Cross-entropy on location tokens: the loss falls well below its start and boxes overlap their targets."""
     import torch
 
-    from rewarded_soups.tasks.captioning import model as seq2seq
-    from rewarded_soups.tasks.captioning.scst import greedy_captions, train_xent
+    from rewarded_soups.vision_language import encoder_decoder as seq2seq
+    from rewarded_soups.vision_language.encoder_decoder import greedy_captions
+    from rewarded_soups.vision_language.training import train_xent
 
     bins = 16
     train = data.make_set(256, seed=0, image_size=16)

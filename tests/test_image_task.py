@@ -6,12 +6,20 @@ import numpy as np
 import pytest
 import torch
 
+from rewarded_soups import stages
+from rewarded_soups.plan import model_label
 from rewarded_soups.rewards.image import Colourfulness, Contrast, Smoothness
+from rewarded_soups.samples import read as read_samples
 from rewarded_soups.tasks import image as task
 from rewarded_soups.tasks.image.model import build_unet
 from rewarded_soups.tasks.image.training import reward_weights, select_trainable
 
 TINY_UNET = {"channels": [8, 16], "layers_per_block": 1, "attention_head_dim": 4, "norm_groups": 4, "text_dim": 16}
+
+
+def images_and_prompts(samples_dir):
+    produced = read_samples(samples_dir)
+    return produced.arrays["images"], produced.column("prompt")
 
 
 def test_reward_weights_keep_the_best_half_with_min_zero_and_mean_one():
@@ -60,7 +68,7 @@ def test_merge_interpolates_the_unets(tmp_path):
     a, b = build_unet(16, TINY_UNET), build_unet(16, TINY_UNET)
     a.save_pretrained(tmp_path / "a" / "unet")
     b.save_pretrained(tmp_path / "b" / "unet")
-    task.merge(tmp_path, [tmp_path / "a", tmp_path / "b"], [0.3, 0.7], tmp_path / "soup", {})
+    stages.merge(task, tmp_path, [tmp_path / "a", tmp_path / "b"], [0.3, 0.7], tmp_path / "soup", {})
     from diffusers import UNet2DConditionModel
 
     soup = UNet2DConditionModel.from_pretrained(tmp_path / "soup" / "unet").state_dict()
@@ -115,13 +123,13 @@ def tiny_run(tmp_path_factory):
     validate(cfg, str(Path(task.__file__).parent / "schema.yaml"), set_default=True)
     task.pretrain(root / "base", {"data": cfg["data"], "pretrain": cfg["pretrain"]}, seed=0, threads=1)
     ft = {"data": cfg["data"], "finetune": cfg["finetune"]}
-    metrics = task.finetune(
-        root / "base", root / "expert", {"c": {"kind": "contrast"}}, {"c": 1.0}, ft, seed=0, threads=1
+    metrics = stages.finetune(
+        task, root / "base", root / "expert", {"c": {"kind": "contrast"}}, {"c": 1.0}, ft, seed=0, threads=1
     )
-    task.merge(root / "base", [root / "expert", root / "base"], [0.5, 0.5], root / "soup", {})
+    stages.merge(task, root / "base", [root / "expert", root / "base"], [0.5, 0.5], root / "soup", {})
     ev = {"data": cfg["data"], "evaluate": cfg["evaluate"]}
     for name, model in (("init", None), ("expert", root / "expert"), ("soup", root / "soup")):
-        task.generate(root / "base", model, {"test": root / "samples" / name}, ev, seed=0, threads=1)
+        stages.generate(task, root / "base", model, {"test": root / "samples" / name}, ev, seed=0, threads=1)
     return root, metrics, ev
 
 
@@ -129,11 +137,11 @@ def test_tiny_run_trains_a_tenth_of_the_unet_and_samples_the_same_prompts(tiny_r
     root, metrics, _ = tiny_run
     assert 0 < metrics["trainable_parameters"] < metrics["total_parameters"]
     assert not (root / "expert" / "text_encoder").exists()  # fine-tuning changes the UNet only
-    images, prompts = task.read_samples(root / "samples" / "init")
+    images, prompts = images_and_prompts(root / "samples" / "init")
     assert images.shape == (3, 8, 8, 3) and images.dtype == np.uint8
-    assert task.read_samples(root / "samples" / "expert")[1] == prompts
-    values = task.score(
-        {"test": root / "samples" / "expert"}, {"kind": "smoothness", "scale": 4.0}, base_dir=root, threads=1
+    assert images_and_prompts(root / "samples" / "expert")[1] == prompts
+    values = stages.score(
+        task, {"test": root / "samples" / "expert"}, {"kind": "smoothness", "scale": 4.0}, base_dir=root, threads=1
     )["test"]
     assert len(values) == 3 and all(0 <= v <= 1 for v in values)
 
@@ -143,7 +151,7 @@ def test_saved_samples_are_the_sampled_images(tiny_run):
     from rewarded_soups.tasks.image.model import load, sample
 
     root, _, ev = tiny_run
-    images, prompts = task.read_samples(root / "samples" / "soup")
+    images, prompts = images_and_prompts(root / "samples" / "soup")
     seeds = task._seeds(0, "test", len(prompts))
     cfg = ev["evaluate"]
     fresh = sample(
@@ -160,15 +168,15 @@ def test_saved_samples_are_the_sampled_images(tiny_run):
 
 def test_tiny_run_is_deterministic_and_draws_the_grid(tiny_run, tmp_path):
     root, _, ev = tiny_run
-    task.generate(root / "base", root / "soup", {"test": tmp_path / "again"}, ev, seed=0, threads=1)
+    stages.generate(task, root / "base", root / "soup", {"test": tmp_path / "again"}, ev, seed=0, threads=1)
     np.testing.assert_array_equal(
-        task.read_samples(tmp_path / "again")[0], task.read_samples(root / "samples" / "soup")[0]
+        images_and_prompts(tmp_path / "again")[0], images_and_prompts(root / "samples" / "soup")[0]
     )
     samples = {"init": root / "samples" / "init", "soup-a@0.5+b@0.5": root / "samples" / "soup"}
-    task.qualitative(samples, tmp_path / "figures", {**ev, "plots": {"grid_prompts": 2}})
+    stages.qualitative(task, samples, tmp_path / "figures", {**ev, "plots": {"grid_prompts": 2}})
     assert (tmp_path / "figures" / "grid.png").stat().st_size > 1000
-    assert task.column_title("soup-a@0.5+b@0.5") == "a 0.5\nb 0.5"
-    assert "| prompt |" in task.samples_table(samples, 2)
+    assert model_label("soup-a@0.5+b@0.5") == "a 0.5\nb 0.5"
+    assert "| prompt |" in stages.samples_table(task, samples, 2)
 
 
 PROMPTS = ["a red circle on black", "a blue square on grey", "a large green triangle"]

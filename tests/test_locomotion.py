@@ -10,8 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from rewarded_soups import stages
 from rewarded_soups.registry import reward_spec
 from rewarded_soups.rewards.locomotion import ActionCost, EpisodeLength, LocomotionReward, Velocity
+from rewarded_soups.samples import read as read_samples
 from rewarded_soups.tasks import locomotion
 from rewarded_soups.tasks.locomotion import policy as io
 from rewarded_soups.tasks.locomotion.env import configure_jax, make_env, mixed_ctrl_cost
@@ -138,7 +140,7 @@ def _merged(tmp_path, policies, weights, name="soup"):
     for i, policy in enumerate(policies):
         io.save(policy, tmp_path / f"{name}-member{i}")
         dirs.append(tmp_path / f"{name}-member{i}")
-    locomotion.merge(dirs[0], dirs, weights, tmp_path / name, {})
+    stages.merge(locomotion, dirs[0], dirs, weights, tmp_path / name, {})
     return io.load(tmp_path / name)
 
 
@@ -224,20 +226,29 @@ def test_ppo_runs_on_a_jax_without_device_put_replicated(jax_without_replicated,
     }
     locomotion.pretrain(tmp_path / "base", settings, seed=0, threads=1)
     base = io.load(tmp_path / "base")
-    locomotion.finetune(
-        tmp_path / "base", tmp_path / "expert", {"cautious": CAUTIOUS}, {"cautious": 1.0}, settings, seed=0, threads=1
+    stages.finetune(
+        locomotion,
+        tmp_path / "base",
+        tmp_path / "expert",
+        {"cautious": CAUTIOUS},
+        {"cautious": 1.0},
+        settings,
+        seed=0,
+        threads=1,
     )
     expert = io.load(tmp_path / "expert")
     # The normaliser stays θ0's; the policy moved.
     np.testing.assert_array_equal(expert.obs_mean, base.obs_mean)
     np.testing.assert_array_equal(expert.obs_std, base.obs_std)
     assert any(not np.array_equal(v, _leaves(base)[k]) for k, v in _leaves(expert).items())
-    locomotion.generate(
-        tmp_path / "base", tmp_path / "expert", {"test": tmp_path / "samples"}, settings, seed=0, threads=1
+    stages.generate(
+        locomotion, tmp_path / "base", tmp_path / "expert", {"test": tmp_path / "samples"}, settings, seed=0, threads=1
     )
-    episodes = locomotion.read_episodes(tmp_path / "samples")
+    episodes = read_samples(tmp_path / "samples").records
     assert len(episodes) == 2 and all(0 < e["steps"] <= DATA["episode_length"] for e in episodes)
-    cautious = locomotion.score({"test": tmp_path / "samples"}, CAUTIOUS, base_dir=tmp_path / "base", threads=1)["test"]
+    cautious = stages.score(
+        locomotion, {"test": tmp_path / "samples"}, CAUTIOUS, base_dir=tmp_path / "base", threads=1
+    )["test"]
     assert cautious == pytest.approx([e["forward"] + e["alive"] - e["action_sq"] for e in episodes])
 
 

@@ -18,7 +18,9 @@ import pandas as pd
 import pytest
 import yaml
 
+from rewarded_soups import stages
 from rewarded_soups.plots import plot_front
+from rewarded_soups.samples import read as read_samples
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -123,12 +125,12 @@ def test_a_recipe_soup_scores_like_the_full_soup(run, tmp_path):
     task = validate_config(config)["tasks"]["text"]
     experts = [results / "experts" / "sentiment", results / "experts" / "concise"]
     settings = {**task, "merge": {**task["merge"], "method": "linear", "options": {}, "store": "full"}}
-    text.merge(results / "pretrain" / "model", experts, [0.5, 0.5], tmp_path / "full", settings)
-    text.generate(
-        results / "pretrain" / "model", tmp_path / "full", {"test": tmp_path / "samples"}, task, seed=0, threads=1
+    stages.merge(text, results / "pretrain" / "model", experts, [0.5, 0.5], tmp_path / "full", settings)
+    stages.generate(
+        text, results / "pretrain" / "model", tmp_path / "full", {"test": tmp_path / "samples"}, task, seed=0, threads=1
     )
-    recipe_samples = text.read_samples(results / "samples" / "soup-sentiment@0.5+concise@0.5" / "test")
-    assert text.read_samples(tmp_path / "samples") == recipe_samples
+    recipe_samples = read_samples(results / "samples" / "soup-sentiment@0.5+concise@0.5" / "test").records
+    assert read_samples(tmp_path / "samples").records == recipe_samples
 
 
 def test_changing_a_method_option_reruns_only_that_methods_models(run, tmp_path):

@@ -13,7 +13,7 @@ import pytest
 
 from rewarded_soups import services
 from rewarded_soups.rewards import caption_metrics as metrics
-from rewarded_soups.rewards import meteor_service
+from rewarded_soups.services import meteor as meteor_service
 
 REFS = [["a red circle on the left", "the red circle at the left"], ["a big blue square"], ["one green wedge"]] + [
     ["a red circle on the left"]

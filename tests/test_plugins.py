@@ -13,6 +13,7 @@ import pytest
 
 from rewarded_soups import registry
 from rewarded_soups.registry import PluginError, reward
+from rewarded_soups.tasks.base import missing_functions
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -62,8 +63,8 @@ def test_builtin_tasks_and_rewards_are_declared_once_with_their_files():
     assert {"text", "image", "captioning", "locomotion"} <= set(tasks)
     for spec in tasks.values():
         assert spec.schema.is_file() and spec.environment.is_file()
-        assert spec.implements("pretrain") and spec.implements("score")
-    assert tasks["captioning"].baselines == ("ensemble", "wise")
+        assert missing_functions(spec.implementation(), spec.baselines) == []
+    assert tasks["captioning"].baselines == ("ensemble", "wise") and tasks["captioning"].implements("load_ensemble")
     assert tasks["text"].reads == {"merge": ("merge.lora_mode",)}
     rewards = registry.rewards()
     assert rewards["perplexity"].metric and not rewards["perplexity"].higher_is_better

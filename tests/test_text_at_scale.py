@@ -12,8 +12,11 @@ import torch
 import yaml
 from transformers import PreTrainedModel
 
+from rewarded_soups import stages
 from rewarded_soups.config import validate_config
+from rewarded_soups.samples import read as read_samples
 from rewarded_soups.tasks import text
+from rewarded_soups.tasks.base import Run
 from rewarded_soups.tasks.text import policy
 from rewarded_soups.tasks.text.data import load_splits
 from rewarded_soups.tasks.text.rl import CompletionLengthSampler, build_trainer
@@ -125,7 +128,8 @@ def trainer(theta0, tmp_path_factory):
     task, base, _ = theta0
     splits = load_splits(task["data"], seed=0)
     weights = {"helpful": 0.5, "harmless": 0.5}
-    return build_trainer(base, tmp_path_factory.mktemp("scratch"), splits, task["rewards"], weights, task, seed=0)
+    scratch = tmp_path_factory.mktemp("scratch")
+    return build_trainer(Run(base, scratch, task["rewards"], weights, task, seed=0), scratch, splits)
 
 
 def test_reward_models_reach_trl_as_models(trainer):
@@ -145,7 +149,7 @@ def test_trl_scores_reward_models_as_evaluation_does(trainer, theta0, hub, tmp_p
     task = llama_task(hub, bf16=False, dtype="float32")
     splits = load_splits(task["data"], seed=0)
     weights = {"helpful": 0.5, "harmless": 0.5}
-    full_precision = build_trainer(base, tmp_path, splits, task["rewards"], weights, task, seed=0)
+    full_precision = build_trainer(Run(base, tmp_path, task["rewards"], weights, task, seed=0), tmp_path, splits)
     prompts = ["Question: Why? Answer:", "Question: How long? Answer:"]
     completions = [" Because it is.", " About nine minutes, then cool it."]
     inputs = [{"prompt": p} for p in prompts]
@@ -176,7 +180,7 @@ def test_policy_is_loaded_by_trl_with_its_kwargs_and_peft_defaults(trainer):
 def test_completion_length_is_drawn_per_step(theta0, tmp_path):
     task, base, _ = theta0
     splits = load_splits(task["data"], seed=0)
-    trainer = build_trainer(base, tmp_path, splits, task["rewards"], {"helpful": 1.0}, task, seed=0)
+    trainer = build_trainer(Run(base, tmp_path, task["rewards"], {"helpful": 1.0}, task, seed=0), tmp_path, splits)
     (sampler,) = [c for c in trainer.callback_handler.callbacks if isinstance(c, CompletionLengthSampler)]
     trainer.train()
     assert len(sampler.drawn) == 2 and all(4 <= n <= 8 for n in sampler.drawn)
@@ -188,7 +192,7 @@ def experts(theta0, tmp_path_factory):
     task, base, _ = theta0
     out = tmp_path_factory.mktemp("llama-experts")
     for reward in task["rewards"]:
-        text.finetune(base, out / reward, task["rewards"], {reward: 1.0}, task, seed=0, threads=1)
+        stages.finetune(text, base, out / reward, task["rewards"], {reward: 1.0}, task, seed=0, threads=1)
     return [out / r for r in task["rewards"]]
 
 
@@ -199,7 +203,7 @@ def test_experts_start_from_one_adapter_initialisation(experts, theta0, tmp_path
     starts = [
         {
             k: v.clone()
-            for k, v in build_trainer(base, tmp_path, splits, task["rewards"], {r: 1.0}, task, seed=0)
+            for k, v in build_trainer(Run(base, tmp_path, task["rewards"], {r: 1.0}, task, seed=0), tmp_path, splits)
             .model.state_dict()
             .items()
             if "lora_A" in k
@@ -211,18 +215,18 @@ def test_experts_start_from_one_adapter_initialisation(experts, theta0, tmp_path
 
 def test_a_soup_of_llama_adapters_loads_and_generates(theta0, experts, tmp_path):
     task, base, _ = theta0
-    text.merge(base, experts, [0.5, 0.5], tmp_path / "soup", task)
+    stages.merge(text, base, experts, [0.5, 0.5], tmp_path / "soup", task)
     adapter = json.loads((tmp_path / "soup" / text.ADAPTER_CONFIG).read_text())
     assert adapter["base_model_name_or_path"].endswith("tiny-llama")
-    text.generate(base, tmp_path / "soup", {"test": tmp_path / "samples"}, task, seed=0, threads=1)
-    rows = text.read_samples(tmp_path / "samples")
+    stages.generate(text, base, tmp_path / "soup", {"test": tmp_path / "samples"}, task, seed=0, threads=1)
+    rows = read_samples(tmp_path / "samples").records
     assert len(rows) == task["evaluate"]["n_prompts"] and all(r["prompt"].startswith("[user] ") for r in rows)
     # The same seed gives the same completions.
-    text.generate(base, tmp_path / "soup", {"test": tmp_path / "again"}, task, seed=0, threads=1)
-    assert text.read_samples(tmp_path / "again") == rows
+    stages.generate(text, base, tmp_path / "soup", {"test": tmp_path / "again"}, task, seed=0, threads=1)
+    assert read_samples(tmp_path / "again").records == rows
     for name in ("helpful", "harmless", "perplexity"):
         scorer = {**task["rewards"], **task["metrics"]}[name]
-        values = text.score({"test": tmp_path / "samples"}, scorer, base_dir=base, threads=1)["test"]
+        values = stages.score(text, {"test": tmp_path / "samples"}, scorer, base_dir=base, threads=1)["test"]
         assert len(values) == len(rows) and all(v == v for v in values)
 
 

@@ -8,6 +8,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from rewarded_soups import stages
+from rewarded_soups.samples import read as read_samples
 from rewarded_soups.tasks import text
 from rewarded_soups.tasks.text.data import prompt_of, read_entries
 
@@ -76,7 +78,7 @@ def experts(tiny_text_task, tmp_path_factory):
     dirs = []
     for reward in task["rewards"]:
         weights = {r: float(r == reward) for r in task["rewards"]}
-        text.finetune(base, out / reward, task["rewards"], weights, task, seed=0, threads=1)
+        stages.finetune(text, base, out / reward, task["rewards"], weights, task, seed=0, threads=1)
         dirs.append(out / reward)
     return dirs
 
@@ -91,7 +93,7 @@ def test_experts_share_the_adapter_initialisation_but_differ_after_training(expe
 def test_soup_endpoints_reproduce_experts(tiny_text_task, experts, tmp_path, mode):
     task, base = tiny_text_task
     task = {**task, "merge": {**task["merge"], "lora_mode": mode}}
-    text.merge(base, experts, [1.0, 0.0], tmp_path / "end", task)
+    stages.merge(text, base, experts, [1.0, 0.0], tmp_path / "end", task)
     merged = load_file(tmp_path / "end" / text.ADAPTER_WEIGHTS)
     expert = load_file(experts[0] / text.ADAPTER_WEIGHTS)
     for key in expert:
@@ -101,31 +103,31 @@ def test_soup_endpoints_reproduce_experts(tiny_text_task, experts, tmp_path, mod
 def test_exact_soup_equals_interpolated_full_weights(tiny_text_task, experts, tmp_path):
     task, base = tiny_text_task
     task = {**task, "merge": {**task["merge"], "lora_mode": "exact"}}
-    text.merge(base, experts, [0.3, 0.7], tmp_path / "soup", task)
-    full = [text.load_model(base, d)[1].state_dict() for d in experts]
-    soup = text.load_model(base, tmp_path / "soup")[1].state_dict()
+    stages.merge(text, base, experts, [0.3, 0.7], tmp_path / "soup", task)
+    full = [text.load_policy(base, d)[1].state_dict() for d in experts]
+    soup = text.load_policy(base, tmp_path / "soup")[1].state_dict()
     for key, value in soup.items():
         torch.testing.assert_close(value, 0.3 * full[0][key] + 0.7 * full[1][key], atol=1e-5, rtol=1e-4)
 
 
 def test_generation_is_deterministic_and_scored(tiny_text_task, experts, tmp_path):
     task, base = tiny_text_task
-    text.generate(base, experts[0], {"test": tmp_path / "a"}, task, seed=0, threads=1)
-    text.generate(base, experts[0], {"test": tmp_path / "b"}, task, seed=0, threads=1)
-    rows = text.read_samples(tmp_path / "a")
-    assert rows == text.read_samples(tmp_path / "b")
+    stages.generate(text, base, experts[0], {"test": tmp_path / "a"}, task, seed=0, threads=1)
+    stages.generate(text, base, experts[0], {"test": tmp_path / "b"}, task, seed=0, threads=1)
+    rows = read_samples(tmp_path / "a").records
+    assert rows == read_samples(tmp_path / "b").records
     assert len(rows) == task["evaluate"]["n_prompts"]
-    values = text.score({"test": tmp_path / "a"}, {"kind": "perplexity"}, base_dir=base, threads=1)["test"]
+    values = stages.score(text, {"test": tmp_path / "a"}, {"kind": "perplexity"}, base_dir=base, threads=1)["test"]
     assert len(values) == len(rows) and all(v >= 1 for v in values)
-    table = text.samples_table({"θ0": tmp_path / "a"}, 1)
+    table = stages.samples_table(text, {"θ0": tmp_path / "a"}, 1)
     assert rows[0]["prompt"] in table
 
 
 def test_rloo_runs_too(tiny_text_task, tmp_path):
     task, base = tiny_text_task
     task = {**task, "finetune": {**task["finetune"], "algorithm": "rloo", "steps": 1}}
-    metrics = text.finetune(
-        base, tmp_path / "r", task["rewards"], {"sentiment": 0.5, "concise": 0.5}, task, seed=0, threads=1
+    metrics = stages.finetune(
+        text, base, tmp_path / "r", task["rewards"], {"sentiment": 0.5, "concise": 0.5}, task, seed=0, threads=1
     )
     assert metrics["algorithm"] == "rloo" and (tmp_path / "r" / text.ADAPTER_WEIGHTS).exists()
 
@@ -135,16 +137,16 @@ def test_fisher_of_an_expert_names_its_adapter_tensors_and_weights_the_merge(tin
     task = {**task, "merge": {**task["merge"], "fisher": {"samples": 4, "fisher_floor": 1e-6}}}
     fishers = []
     for i, expert in enumerate(experts):
-        metrics = text.fisher(base, expert, tmp_path / f"f{i}", task["rewards"], task, seed=0, threads=1)
-        assert metrics["samples"] == 4
+        metrics = stages.fisher(text, base, expert, tmp_path / f"f{i}", task["rewards"], task, seed=0, threads=1)
+        assert metrics["files"] == [text.ADAPTER_WEIGHTS] and metrics["tensors"] > 0
         fishers.append(tmp_path / f"f{i}")
     values = load_file(fishers[0] / text.ADAPTER_WEIGHTS)
     adapter = load_file(experts[0] / text.ADAPTER_WEIGHTS)
     assert values.keys() == adapter.keys()
     assert all((v >= 0).all() for v in values.values()) and any((v > 0).any() for v in values.values())
     fisher_task = {**task, "merge": {**task["merge"], "method": "fisher", "options": {"fisher_floor": 1e-6}}}
-    text.merge(base, experts, [0.5, 0.5], tmp_path / "fisher-soup", fisher_task, fisher_dirs=fishers)
-    text.merge(base, experts, [0.5, 0.5], tmp_path / "linear-soup", task)
+    stages.merge(text, base, experts, [0.5, 0.5], tmp_path / "fisher-soup", fisher_task, fisher_dirs=fishers)
+    stages.merge(text, base, experts, [0.5, 0.5], tmp_path / "linear-soup", task)
     fisher_soup = load_file(tmp_path / "fisher-soup" / text.ADAPTER_WEIGHTS)
     linear_soup = load_file(tmp_path / "linear-soup" / text.ADAPTER_WEIGHTS)
     assert any(not torch.equal(fisher_soup[k], linear_soup[k]) for k in linear_soup)
@@ -162,8 +164,10 @@ def test_rule_based_scoring_never_imports_torch(tmp_path):
     rows = [{"prompt": "The day", "completion": " was lovely and bright."}, {"prompt": "A", "completion": " bad end."}]
     (samples / "samples.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     code = (
-        "import sys; from pathlib import Path; from rewarded_soups.tasks import text; "
-        f"v = text.score({{'test': Path({str(samples)!r})}}, {{'kind': 'vader'}}, base_dir=Path('.'), threads=1); "
+        "import sys; from pathlib import Path; from rewarded_soups import stages; "
+        "from rewarded_soups.tasks import text; "
+        f"v = stages.score(text, {{'test': Path({str(samples)!r})}}, {{'kind': 'vader'}}, base_dir=Path('.'), "
+        "threads=1); "
         "print('torch' in sys.modules, v['test'][0] > 0 > v['test'][1])"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -7,7 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from rewarded_soups import stages
 from rewarded_soups.registry import build_reward
+from rewarded_soups.samples import read as read_samples
 
 TINY = {
     "data": {
@@ -31,34 +33,39 @@ REWARDS = {"bleu1": {"kind": "bleu", "n": 1, "reference_mode": "mean"}, "rouge":
 
 def test_the_task_trains_merges_generates_and_scores(tmp_path: Path):
     from rewarded_soups.tasks import vqa
-    from rewarded_soups.tasks.captioning.model import load
+    from rewarded_soups.vision_language.encoder_decoder import load
 
     metrics = vqa.pretrain(tmp_path / "theta0", TINY, seed=0, threads=1)
     assert 0 <= metrics["valid_vqa_accuracy"] <= 1 and metrics["xent_final_loss"] > 0
     for name, reward in REWARDS.items():
-        fine = vqa.finetune(tmp_path / "theta0", tmp_path / name, {name: reward}, {name: 1.0}, TINY, seed=0, threads=1)
+        fine = stages.finetune(
+            vqa, tmp_path / "theta0", tmp_path / name, {name: reward}, {name: 1.0}, TINY, seed=0, threads=1
+        )
         assert len(fine["sample_reward"]) == 3
-    vqa.merge(tmp_path / "theta0", [tmp_path / "bleu1", tmp_path / "rouge"], [0.25, 0.75], tmp_path / "soup", {})
+    stages.merge(
+        vqa, tmp_path / "theta0", [tmp_path / "bleu1", tmp_path / "rouge"], [0.25, 0.75], tmp_path / "soup", {}
+    )
     soup, a, b = (load(tmp_path / d).state_dict() for d in ("soup", "bleu1", "rouge"))
     assert all(np.allclose(soup[k].numpy(), 0.25 * a[k].numpy() + 0.75 * b[k].numpy(), atol=1e-6) for k in soup)
     out = {"test": tmp_path / "samples" / "test", "validation": tmp_path / "samples" / "validation"}
-    vqa.generate(tmp_path / "theta0", tmp_path / "soup", out, TINY, seed=0, threads=1)
-    records = vqa.read_captions(out["test"])
+    stages.generate(vqa, tmp_path / "theta0", tmp_path / "soup", out, TINY, seed=0, threads=1)
+    records = read_samples(out["test"]).records
     assert len(records) == 8 and all(len(r["references"]) == 4 and r["question"] for r in records)
     for reward in (REWARDS["bleu1"], {"kind": "vqa_accuracy"}):
-        values = vqa.score(out, reward, base_dir=tmp_path / "theta0", threads=1)
+        values = stages.score(vqa, out, reward, base_dir=tmp_path / "theta0", threads=1)
         assert len(values["test"]) == 8 and len(values["validation"]) == 4
         assert all(0 <= v <= 1 for v in values["test"])
-    table = vqa.samples_table({"init": out["test"]}, 2)
+    table = stages.samples_table(vqa, {"init": out["test"]}, 2)
     assert records[0]["question"] in table and "Reference answers:" in table
 
 
 def test_pretraining_learns_to_answer():
     """Cross-entropy on every reference answer: training questions come to be answered right (VQA accuracy)."""
-    from rewarded_soups.tasks.captioning import model as seq2seq
-    from rewarded_soups.tasks.captioning.data import build_vocab, flat_captions
-    from rewarded_soups.tasks.captioning.scst import greedy_captions, train_xent
     from rewarded_soups.tasks.vqa.data import make_set
+    from rewarded_soups.vision_language import encoder_decoder as seq2seq
+    from rewarded_soups.vision_language.encoder_decoder import greedy_captions
+    from rewarded_soups.vision_language.training import train_xent
+    from rewarded_soups.vision_language.vocab import build_vocab, flat_captions
 
     train = make_set(256, seed=0, image_size=16, n_answers=4)
     vocab = build_vocab([*train.questions, *flat_captions(train.answers)])
@@ -86,7 +93,7 @@ def test_pretraining_learns_to_answer():
 def test_a_model_that_reads_no_prompt_refuses_one_and_one_that_does_needs_it():
     import torch
 
-    from rewarded_soups.tasks.captioning import model as seq2seq
+    from rewarded_soups.vision_language import encoder_decoder as seq2seq
 
     images = torch.zeros(2, 3, 16, 16)
     plain = seq2seq.build(seq2seq.make_config(10, image_size=16, d_model=16, heads=2, layers=1, channels=4), seed=0)
@@ -109,9 +116,8 @@ def test_a_model_that_reads_no_prompt_refuses_one_and_one_that_does_needs_it():
 
 def test_rl_questions_are_a_set_of_their_own():
     """The paper's RL stage uses questions θ0 was not trained on: a fourth seed, not the training split."""
-    from rewarded_soups.data.splits import held_out_seed
+    from rewarded_soups.data.splits import held_out_seed, split_seeds
     from rewarded_soups.tasks import vqa
-    from rewarded_soups.tasks.captioning.data import split_seeds
 
     data = TINY["data"]
     rl = vqa._rl_questions(data, 32, seed=0)

@@ -19,6 +19,8 @@ import pandas as pd
 import pytest
 import yaml
 
+from rewarded_soups.samples import read as read_samples
+
 ROOT = Path(__file__).resolve().parent.parent
 # The run works on its own copy of the workflow (workdir/workflow), so that a test may edit the code.
 COPY_IGNORED = (".git", ".venv", "results", "logs", "benchmarks", ".snakemake", "__pycache__", "*.egg-info", ".*_cache")
@@ -212,7 +214,7 @@ def test_grounding_artifacts(run):
     assert set(scores["reward"]) == {"small", "medium", "large", "iou"}
     # Each size's accuracy is over the targets of that size only; the IoU metric over all of them.
     test = scores[scores["split"] == "test"]
-    sizes = [r["size"] for r in json.loads((results / "samples" / "init" / "test" / "boxes.json").read_text())]
+    sizes = read_samples(results / "samples" / "init" / "test").column("size")
     for reward in ("small", "medium", "large"):
         assert (test.loc[test["reward"] == reward, "n"] == sizes.count(reward)).all(), reward
     assert (test.loc[test["reward"] == "iou", "n"] == 12).all()
@@ -233,7 +235,7 @@ def test_vqa_artifacts(run):
     assert set(scores["kind"]) == {"init", "expert", "soup", "morl"}
     assert set(scores["reward"]) == {"bleu1", "meteor", "accuracy"}
     assert ((scores["mean"] >= 0) & (scores["mean"] <= 1)).all()
-    records = json.loads((results / "samples" / "expert-bleu1" / "test" / "captions.json").read_text())
+    records = read_samples(results / "samples" / "expert-bleu1" / "test").records
     assert len(records) == 8 and all(r["question"] and len(r["references"]) == 4 for r in records)
     summary = json.loads((results / "summary.json").read_text())
     assert summary["lmc"]["n_points"] == 1 and len(summary["hypervolume"]["reference"]) == 2

@@ -23,7 +23,7 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from rewarded_soups import codedigest, plan, registry, theta0  # noqa: E402
+from rewarded_soups import plan, stages, theta0  # noqa: E402
 from rewarded_soups.config import validate_config  # noqa: E402
 
 
@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
         kind=task["kind"],
         settings=plan.canonical(plan.stage_settings(task, "pretrain")),
         seed=config["seed"],
-        code=codedigest.digest([f"{registry.task_spec(task['kind']).module}:pretrain"]),
+        code=stages.code_digest(task["kind"], "pretrain"),
         command=shlex.join(["python", "tools/ship-theta0.py", *(argv if argv is not None else sys.argv[1:])]),
         task_config=task,
     )

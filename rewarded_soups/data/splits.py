@@ -1,7 +1,7 @@
 """Train, validation and test sets built on first use, each from its own seed.
 
-A grounding or VQA evaluation job needs the held-out sets only; generating
-the 20,000 training scenes too would cost it seconds for nothing.
+An evaluation job needs the held-out sets only; generating the training
+scenes too would cost it seconds for nothing.
 """
 
 from __future__ import annotations
@@ -12,9 +12,17 @@ from typing import Generic, TypeVar
 
 import numpy as np
 
-from rewarded_soups.tasks.captioning.data import split_seeds
-
 T = TypeVar("T")
+
+
+def split_seeds(seed: int) -> tuple[int, int, int]:
+    """Three independent generator seeds (train, valid, test) derived from one.
+
+    ``seed``, ``seed + 1``, ... would also differ, but then run seeds 0 and 1
+    would share splits shifted by one; SeedSequence spawning avoids that.
+    """
+    children = np.random.SeedSequence(seed).spawn(3)
+    return tuple(int(c.generate_state(1, dtype=np.uint32)[0]) for c in children)  # type: ignore[return-value]
 
 
 class LazySplits(Generic[T]):

@@ -22,7 +22,7 @@ METEOR runs pycocoevalcap's Meteor 1.5 jar through one Java subprocess,
 whose first answer takes seconds (JVM start, paraphrase table). :class:`Meteor`
 owns one for its lifetime (use it as a context manager); :class:`SharedMeteor`,
 what :func:`scorer` and the METEOR reward use, sends its requests to the one
-process that :mod:`rewarded_soups.rewards.meteor_service` keeps for every job of
+process that :mod:`rewarded_soups.services.meteor` keeps for every job of
 the user on the machine, so that 29 scoring jobs pay for one Java start.
 
 Reference modes: a metric scores a candidate against all its references at
@@ -37,8 +37,6 @@ scorer.
 from __future__ import annotations
 
 import functools
-import shutil
-import threading
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from typing import Any, Literal
@@ -47,8 +45,10 @@ import numpy as np
 from pycocoevalcap.bleu.bleu import Bleu as CocoBleu
 from pycocoevalcap.cider.cider import Cider
 from pycocoevalcap.cider.cider_scorer import CiderScorer
-from pycocoevalcap.meteor.meteor import Meteor as CocoMeteor
 from pycocoevalcap.rouge.rouge import Rouge as CocoRouge
+
+from rewarded_soups.services import meteor
+from rewarded_soups.services.meteor import JavaMeteor, java_or_raise
 
 METRICS = ("bleu1", "bleu4", "rouge", "meteor", "cider")
 
@@ -167,28 +167,8 @@ class CiderD:
         return [float(s) for s in scorer.compute_cider()]
 
 
-def java_or_raise() -> str:
-    java = shutil.which("java")
-    if java is None:
-        raise RuntimeError(
-            "METEOR needs Java: no `java` on PATH. Install a JRE (e.g. `apt-get install default-jre-headless`, "
-            "or `conda install openjdk`) or drop meteor from the metrics."
-        )
-    return java
-
-
-class Meteor:
-    """METEOR 1.5 through one long-lived Java process (pycocoevalcap's wrapper).
-
-    Starting Java and loading the paraphrase table takes seconds, so the
-    process is kept between calls; :meth:`close` (or leaving a ``with``
-    block) stops it.
-    """
-
-    def __init__(self) -> None:
-        java_or_raise()
-        self._meteor: Any = CocoMeteor()
-        self._lock = threading.Lock()
+class Meteor(JavaMeteor):
+    """METEOR 1.5 through a Java process of its own, held for its lifetime (a ``with`` block, or :meth:`close`)."""
 
     def __call__(self, candidates: Sequence[str], references: Sequence[Sequence[str]]) -> list[float]:
         if not candidates:
@@ -196,49 +176,9 @@ class Meteor:
         gts, res = _inputs(candidates, references)
         return self.score_normalised(list(gts.values()), [c for (c,) in res.values()])
 
-    def score_normalised(self, gts: Sequence[Sequence[str]], res: Sequence[str]) -> list[float]:
-        """Per-segment scores of already normalised candidates against their reference sets."""
-        if self._meteor is None:
-            raise RuntimeError("this Meteor scorer is closed")
-        with self._lock:
-            process = self._meteor.meteor_p
-            if process.poll() is not None:
-                raise RuntimeError(f"the METEOR Java process exited with code {process.returncode}")
-            try:
-                _, scores = self._meteor.compute_score(
-                    {i: list(refs) for i, refs in enumerate(gts)}, {i: [c] for i, c in enumerate(res)}
-                )
-            except ValueError:  # an empty line where a score should be: the jar died
-                process.kill()
-                process.wait()
-                error = process.stderr.read().decode(errors="replace")[-2000:]
-                raise RuntimeError(f"the METEOR Java process failed:\n{error}") from None
-        return [float(s) for s in scores]
-
-    def alive(self) -> bool:
-        return self._meteor is not None and self._meteor.meteor_p.poll() is None
-
-    def close(self) -> None:
-        meteor, self._meteor = getattr(self, "_meteor", None), None
-        if meteor is not None:
-            # pycocoevalcap's __del__ closes stdin and kills the process: call it now, not at GC
-            # (running it again at GC is harmless). Its other pipes stay open otherwise.
-            meteor.__del__()
-            meteor.meteor_p.stdout.close()
-            meteor.meteor_p.stderr.close()
-
-    def __enter__(self) -> Meteor:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        self.close()
-
 
 class SharedMeteor:
-    """METEOR 1.5 through the machine's shared Java process (:mod:`~rewarded_soups.rewards.meteor_service`).
+    """METEOR 1.5 through the machine's shared Java process (:mod:`rewarded_soups.services.meteor`).
 
     Holds no process itself: the service starts on the first call and outlives
     this object; :meth:`close` is there for the scorer protocol.
@@ -250,10 +190,8 @@ class SharedMeteor:
     def __call__(self, candidates: Sequence[str], references: Sequence[Sequence[str]]) -> list[float]:
         if not candidates:
             return []
-        from rewarded_soups.rewards import meteor_service
-
         gts, res = _inputs(candidates, references)
-        return meteor_service.score(list(gts.values()), [c for (c,) in res.values()])
+        return meteor.score(list(gts.values()), [c for (c,) in res.values()])
 
     def close(self) -> None:
         pass

@@ -29,7 +29,7 @@ from rewarded_soups.data.grid_scenes import (
     sample_grid_scene,
 )
 from rewarded_soups.data.splits import LazySplits
-from rewarded_soups.tasks.captioning.data import SPECIALS, Vocab
+from rewarded_soups.vision_language.vocab import SPECIALS, Vocab
 
 _LOC = re.compile(r"^<loc_(\d+)>$")
 

@@ -22,9 +22,9 @@ import torch
 from tqdm.auto import tqdm
 
 from rewarded_soups.gpus import torch_device
-from rewarded_soups.tasks.captioning.data import Vocab
-from rewarded_soups.tasks.captioning.model import Captioner, images_to_tensor
-from rewarded_soups.tasks.captioning.scst import scst_loss
+from rewarded_soups.vision_language.encoder_decoder import Captioner, images_to_tensor
+from rewarded_soups.vision_language.training import scst_loss
+from rewarded_soups.vision_language.vocab import Vocab
 
 log = logging.getLogger(__name__)
 

@@ -4,15 +4,14 @@
 generated scenes of coloured shapes (:mod:`rewarded_soups.data.shapes`) with
 their varied captions. Experts and MORL follow the paper's offline
 reward-weighted recipe (:mod:`.training`); soups interpolate the UNets.
-Samples are the images of held-out prompts (``images.safetensors``, uint8)
-with ``prompts.json``; every model starts each prompt from the same noise.
+Samples are the held-out prompts with their images (uint8, in the samples'
+arrays); every model starts each prompt from the same noise.
 torch and diffusers are imported inside the functions so that looking this
 task up stays cheap.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -20,8 +19,8 @@ from typing import Any
 import numpy as np
 
 from rewarded_soups.gpus import torch_threads
-from rewarded_soups.grid import parse_mix
 from rewarded_soups.registry import register_task
+from rewarded_soups.tasks.base import Run
 
 register_task(
     "image",
@@ -34,8 +33,7 @@ register_task(
 
 log = logging.getLogger(__name__)
 
-IMAGES_FILE = "images.safetensors"
-PROMPTS_FILE = "prompts.json"
+UNET_WEIGHTS = "unet/diffusion_pytorch_model.safetensors"
 # Offsets of the scene seeds of each split from the workflow seed: the
 # pre-training scenes, the fine-tuning prompts and the evaluation prompts never share a scene.
 _SPLITS = {"train": 0, "finetune": 1, "test": 2, "validation": 3}
@@ -124,38 +122,22 @@ def pretrain(out_dir: Path, settings: dict[str, Any], *, seed: int, threads: int
     return metrics | {"device": str(pipe.device)}
 
 
-def _mixed_reward(rewards: dict[str, dict[str, Any]], weights: dict[str, float], images, prompts) -> np.ndarray:
-    from rewarded_soups.registry import build_reward
-    from rewarded_soups.rewards import weighted_sum
-
-    values = {name: np.asarray(build_reward(spec)(images, prompts), dtype=np.float64) for name, spec in rewards.items()}
-    for name, v in values.items():
-        log.info("offline samples: %s mean %.4f", name, v.mean())
-    return weighted_sum(values, weights)
-
-
-def finetune(
-    base_dir: Path,
-    out_dir: Path,
-    rewards: dict[str, dict[str, Any]],
-    weights: dict[str, float],
-    settings: dict[str, Any],
-    *,
-    seed: int,
-    threads: int,
-) -> dict[str, Any]:
+def finetune(run: Run) -> dict[str, Any]:
     """The offline reward-weighted recipe on Σ weights[r]·R_r (one reward for an expert)."""
-    torch_threads(threads)
     import torch
 
-    from rewarded_soups.tasks.image.model import load
+    from rewarded_soups.rewards import Scalarised
     from rewarded_soups.tasks.image.training import reward_weighted_finetune, reward_weights
 
-    data, cfg = settings["data"], settings["finetune"]
-    pipe = load(Path(base_dir))
+    data, cfg, seed = run.settings["data"], run.settings["finetune"], run.seed
+    pipe = load_model(run.base_dir, None, run.settings, threads=run.threads)
     # The same prompts and noise for every expert and MORL run: only the reward differs.
     prompts, images = _sample_split(pipe, data, cfg, "finetune", cfg["n_images"], seed)
-    reward = _mixed_reward(rewards, weights, images, prompts)
+    with Scalarised(run.rewards, run.weights) as scalarised:
+        values = scalarised.values(images, prompts)
+        for name, v in values.items():
+            log.info("offline samples: %s mean %.4f", name, v.mean())
+        reward = np.asarray(scalarised.combine(values))
     kept, loss_weights = reward_weights(reward, cfg["keep_fraction"])
     log.info(
         "kept %d of %d images: reward %.4f -> %.4f (mean of all -> of kept)",
@@ -170,117 +152,70 @@ def finetune(
         pipe, images[kept], [prompts[i] for i in kept], loss_weights, cfg, seed=seed, anchor=anchor
     )
     metrics |= {"offline_reward_mean": float(reward.mean()), "kept_reward_mean": float(reward[kept].mean())}
-    pipe.save(Path(out_dir), unet_only=True)
+    pipe.save(run.out_dir, unet_only=True)
     return metrics
 
 
-UNET_WEIGHTS = "unet/diffusion_pytorch_model.safetensors"
-
-
-def merge(
-    base_dir: Path,
-    expert_dirs: list[Path],
-    weights: list[float],
-    out_dir: Path,
-    settings: dict[str, Any],
-    *,
-    fisher_dirs: list[Path] | None = None,
-) -> None:
+def merge_spec(base_dir: Path, member_dirs: list[Path], weights: list[float], settings: dict[str, Any]):
     """Σ λ_i θ_i over the full UNets, streamed (the frozen weights are equal and stay so); θ0 for task vectors."""
-    from rewarded_soups.merging.engine import run
     from rewarded_soups.merging.spec import MergeSpec
 
-    spec = MergeSpec(
-        members=list(expert_dirs),
-        weights=list(weights),
-        files=[UNET_WEIGHTS],
-        copy=["unet/config.json"],
-        base=Path(base_dir),
-        fishers=fisher_dirs,
+    return MergeSpec(
+        members=list(member_dirs), weights=list(weights), files=[UNET_WEIGHTS], copy=["unet/config.json"], base=base_dir
     )
-    run(spec, Path(out_dir), settings.get("merge", {}))
 
 
-def generate(
-    base_dir: Path,
-    model_dir: Path | None,
-    out_dirs: dict[str, Path],
-    settings: dict[str, Any],
-    *,
-    seed: int,
-    threads: int,
-) -> None:
-    """Images for each split's held-out prompts, one fixed noise seed per prompt shared by every model."""
+def load_model(base_dir: Path, model_dir: Path | None, settings: dict[str, Any], *, threads: int):
+    """θ0's pipeline, with the UNet of ``model_dir`` (an expert, a soup, a MORL run) when given."""
     torch_threads(threads)
-    from safetensors.numpy import save_file
-
     from rewarded_soups.tasks.image.model import load
 
-    data, cfg = settings["data"], settings["evaluate"]
-    pipe = load(Path(base_dir), Path(model_dir) if model_dir is not None else None)
-    for split, out_dir in out_dirs.items():
-        n = cfg["n_prompts"] if split == "test" else cfg["validation_size"]
-        prompts, images = _sample_split(pipe, data, cfg, split, n, seed)
-        out_dir = Path(out_dir)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        save_file({"images": images}, str(out_dir / IMAGES_FILE))
-        (out_dir / PROMPTS_FILE).write_text(json.dumps(prompts, indent=1))
+    return load(Path(base_dir), Path(model_dir) if model_dir is not None else None)
 
 
-def read_samples(samples_dir: Path) -> tuple[np.ndarray, list[str]]:
-    from safetensors.numpy import load_file
+def generate(pipe: Any, split: str, settings: dict[str, Any], *, seed: int):
+    """Images for a split's held-out prompts, one fixed noise seed per prompt shared by every model."""
+    from rewarded_soups.samples import Samples
 
-    samples_dir = Path(samples_dir)
-    return load_file(str(samples_dir / IMAGES_FILE))["images"], json.loads((samples_dir / PROMPTS_FILE).read_text())
-
-
-def score(
-    samples_dirs: dict[str, Path], reward: dict[str, Any], *, base_dir: Path, threads: int
-) -> dict[str, list[float]]:
-    from rewarded_soups.registry import build_reward
-
-    scorer = build_reward(reward)
-    return {split: scorer(*read_samples(samples_dir)) for split, samples_dir in samples_dirs.items()}
+    cfg = settings["evaluate"]
+    n = cfg["n_prompts"] if split == "test" else cfg["validation_size"]
+    prompts, images = _sample_split(pipe, settings["data"], cfg, split, n, seed)
+    return Samples([{"prompt": p} for p in prompts], {"images": images})
 
 
-def samples_table(samples: dict[str, Path], n: int) -> str:
+def reward_inputs(samples: Any) -> tuple[np.ndarray, list[str]]:
+    """(images, prompts)."""
+    return samples.arrays["images"], samples.column("prompt")
+
+
+def samples_table(samples: dict[str, Any], n: int) -> str:
     """Markdown: the first ``n`` held-out prompts and each model's mean colour per image (see the image grid)."""
     lines = ["Mean RGB of each generated image (the images are in figures/qualitative/).", ""]
-    for label, path in samples.items():
-        images, prompts = read_samples(Path(path))
+    for label, produced in samples.items():
         lines += [f"### {label}", "", "| prompt | mean RGB |", "| --- | --- |"]
-        for image, prompt in list(zip(images, prompts))[:n]:
+        for image, prompt in list(zip(produced.arrays["images"], produced.column("prompt")))[:n]:
             rgb = ", ".join(f"{v:.0f}" for v in image.reshape(-1, 3).mean(axis=0))
             lines.append(f"| {prompt} | {rgb} |")
         lines.append("")
     return "\n".join(lines)
 
 
-def column_title(label: str) -> str:
-    """'init' -> θ0; experts and soups -> their interpolation weights."""
-    if label == "init":
-        return "θ0"
-    if label.startswith("expert-"):
-        return label.removeprefix("expert-")
-    if label.startswith("soup-"):
-        return "\n".join(f"{r} {w:g}" for r, w in parse_mix(label.removeprefix("soup-")).items())
-    return label
-
-
-def qualitative(samples: dict[str, Path], out_dir: Path, settings: dict[str, Any]) -> None:
+def qualitative(samples: dict[str, Any], out_dir: Path, settings: dict[str, Any]) -> None:
     """The paper's Figure 16: rows are held-out prompts, columns θ0 and the models along λ."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from rewarded_soups.plan import model_label
+
     rows = settings["plots"]["grid_prompts"]
-    columns = {label: read_samples(Path(path)) for label, path in samples.items()}
+    columns = {label: (s.arrays["images"], s.column("prompt")) for label, s in samples.items()}
     prompts = next(iter(columns.values()))[1][:rows]
     rows = len(prompts)
     fig, axes = plt.subplots(rows, len(columns), figsize=(1.3 * len(columns) + 2.2, 1.3 * rows + 0.6), squeeze=False)
     for j, (label, (images, _)) in enumerate(columns.items()):
-        axes[0, j].set_title(column_title(label), fontsize=7)
+        axes[0, j].set_title(model_label(label), fontsize=7)
         for i in range(rows):
             ax = axes[i, j]
             ax.imshow(images[i], interpolation="nearest")
@@ -289,7 +224,5 @@ def qualitative(samples: dict[str, Path], out_dir: Path, settings: dict[str, Any
             if j == 0:
                 ax.set_ylabel(prompts[i], rotation=0, ha="right", va="center", fontsize=7, wrap=True)
     fig.tight_layout()
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out_dir / "grid.png", dpi=150)
+    fig.savefig(Path(out_dir) / "grid.png", dpi=150)
     plt.close(fig)

@@ -1,7 +1,7 @@
 """Text RLHF (paper Section 3.1): θ0 (a small GPT-2 trained here, or a hub LLM), LoRA experts trained with trl.
 
-Samples are JSON lines ``{"prompt": ..., "completion": ...}``, the prompt as
-the policy read it. Heavy imports happen inside the functions so that looking
+Samples are one record per held-out prompt, ``{"prompt": ..., "completion": ...}``,
+the prompt as the policy read it. Heavy imports happen inside the functions so that looking
 this task up (as config validation does) stays cheap.
 """
 
@@ -15,6 +15,7 @@ from typing import Any
 
 from rewarded_soups.gpus import torch_threads
 from rewarded_soups.registry import register_task
+from rewarded_soups.tasks.base import Run
 from rewarded_soups.tasks.text import perplexity  # noqa: F401  (registers the perplexity metric)
 
 register_task(
@@ -137,20 +138,12 @@ def pretrain(out_dir: Path, settings: dict[str, Any], *, seed: int, threads: int
     return train(Path(out_dir), _splits(settings, seed), settings["pretrain"], seed=seed)
 
 
-def finetune(
-    base_dir: Path,
-    out_dir: Path,
-    rewards: dict[str, dict[str, Any]],
-    weights: dict[str, float],
-    settings: dict[str, Any],
-    *,
-    seed: int,
-    threads: int,
-) -> dict[str, Any]:
+def finetune(run: Run) -> dict[str, Any]:
+    """GRPO (or RLOO) with a LoRA adapter through trl, on the run's rewards with trl's ``reward_weights``."""
     from rewarded_soups.tasks.text.rl import finetune as train
 
-    torch_threads(threads)
-    return train(Path(base_dir), Path(out_dir), _splits(settings, seed), rewards, weights, settings, seed=seed)
+    torch_threads(run.threads)
+    return train(run, _splits(run.settings, run.seed))
 
 
 def merge_spec(base_dir: Path, expert_dirs: list[Path], weights: list[float], settings: dict[str, Any]):
@@ -179,25 +172,9 @@ def merge_spec(base_dir: Path, expert_dirs: list[Path], weights: list[float], se
     )
 
 
-def merge(
-    base_dir: Path,
-    expert_dirs: list[Path],
-    weights: list[float],
-    out_dir: Path,
-    settings: dict[str, Any],
-    *,
-    fisher_dirs: list[Path] | None = None,
-) -> None:
-    """Combine the experts' LoRA adapters with the configured method (streamed, tensor by tensor)."""
-    from rewarded_soups.merging.engine import run
-
-    spec = merge_spec(base_dir, expert_dirs, weights, settings)
-    spec.fishers = fisher_dirs
-    run(spec, Path(out_dir), settings["merge"])
-
-
-def load_model(base_dir: Path, model_dir: Path | None, *, dtype: str = "float32", device: Any = "cpu"):
-    """θ0, or θ0 with an adapter merged in (an expert, a soup or a MORL run; a soup recipe is built in memory)."""
+def load_policy(base_dir: Path, model_dir: Path | None, *, dtype: str = "float32", device: Any = "cpu"):
+    """The tokenizer and θ0, or θ0 with an adapter merged in (an expert, a soup or a MORL run; a soup recipe
+    is built in memory)."""
     import dataclasses
 
     from peft import LoraConfig, PeftModel, get_peft_model, set_peft_model_state_dict
@@ -221,9 +198,6 @@ def load_model(base_dir: Path, model_dir: Path | None, *, dtype: str = "float32"
     return tokenizer, model.eval()
 
 
-SAMPLES_FILE = "samples.jsonl"
-
-
 def evaluation_prompts(settings: dict[str, Any], tokenizer: Any, seed: int, split: str = "test") -> list[str]:
     """A held-out split's prompts as the policy reads them (chat template applied when configured)."""
     from rewarded_soups.tasks.text.data import prompts_of
@@ -239,32 +213,26 @@ def evaluation_prompts(settings: dict[str, Any], tokenizer: Any, seed: int, spli
 SPLIT_SEED_OFFSET = {"test": 0, "validation": 1_000_003}
 
 
-def generate(
-    base_dir: Path,
-    model_dir: Path | None,
-    out_dirs: dict[str, Path],
-    settings: dict[str, Any],
-    *,
-    seed: int,
-    threads: int,
-) -> None:
-    """Sample one completion per held-out prompt of each split; batch b uses the same seed for every model."""
+def load_model(base_dir: Path, model_dir: Path | None, settings: dict[str, Any], *, threads: int):
+    """(tokenizer, model, device): θ0, or θ0 with ``model_dir``'s adapter, in ``evaluate.dtype`` on the job's device."""
     from rewarded_soups.gpus import torch_device
 
     torch_threads(threads)
-    cfg = settings["evaluate"]
     device = torch_device()
-    tokenizer, model = load_model(
-        Path(base_dir), Path(model_dir) if model_dir else None, dtype=cfg["dtype"], device=device
+    tokenizer, model = load_policy(
+        Path(base_dir), Path(model_dir) if model_dir else None, dtype=settings["evaluate"]["dtype"], device=device
     )
-    for split, out_dir in out_dirs.items():
-        prompts = evaluation_prompts(settings, tokenizer, seed, split)
-        rows = _sample(model, tokenizer, prompts, cfg, seed + SPLIT_SEED_OFFSET[split], device, split)
-        out_dir = Path(out_dir)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        with open(out_dir / SAMPLES_FILE, "w") as fh:
-            for row in rows:
-                fh.write(json.dumps(row) + "\n")
+    return tokenizer, model, device
+
+
+def generate(loaded: Any, split: str, settings: dict[str, Any], *, seed: int):
+    """One sampled completion per held-out prompt of the split; batch b uses the same seed for every model."""
+    from rewarded_soups.samples import Samples
+
+    tokenizer, model, device = loaded
+    prompts = evaluation_prompts(settings, tokenizer, seed, split)
+    cfg = settings["evaluate"]
+    return Samples(_sample(model, tokenizer, prompts, cfg, seed + SPLIT_SEED_OFFSET[split], device, split))
 
 
 def _sample(model, tokenizer, prompts: list[str], cfg: dict[str, Any], seed: int, device, split: str) -> list[dict]:
@@ -308,30 +276,19 @@ def _sample(model, tokenizer, prompts: list[str], cfg: dict[str, Any], seed: int
     return rows
 
 
-def read_samples(samples_dir: Path) -> list[dict[str, str]]:
-    with open(Path(samples_dir) / SAMPLES_FILE) as fh:
-        return [json.loads(line) for line in fh if line.strip()]
+def reward_context(base_dir: Path) -> dict[str, Any]:
+    """θ0's directory, for rewards that read text as the policy does (perplexity under θ0)."""
+    return {"base_model": str(base_dir)}
 
 
-def score(
-    samples_dirs: dict[str, Path], reward: dict[str, Any], *, base_dir: Path, threads: int
-) -> dict[str, list[float]]:
-    from rewarded_soups.registry import build_reward, reward_spec
-
-    if reward_spec(reward["kind"]).uses_device:
-        # Rule-based rewards (VADER, conciseness) never import torch: 1.5 s of CPU saved per job.
-        torch_threads(threads)
-    scorer = build_reward(reward, context={"base_model": str(base_dir)})
-    values = {}
-    for split, samples_dir in samples_dirs.items():
-        rows = read_samples(Path(samples_dir))
-        values[split] = scorer([r["prompt"] for r in rows], [r["completion"] for r in rows])
-    return values
+def reward_inputs(samples: Any) -> tuple[list[str], list[str]]:
+    """(prompts, completions)."""
+    return samples.column("prompt"), samples.column("completion")
 
 
-def samples_table(samples: dict[str, Path], n: int) -> str:
+def samples_table(samples: dict[str, Any], n: int) -> str:
     """Markdown: for the first ``n`` prompts, each model's completion (paper Table 2)."""
-    loaded = {label: read_samples(Path(p)) for label, p in samples.items()}
+    loaded = {label: produced.records for label, produced in samples.items()}
     lines = []
     first = next(iter(loaded.values()))
     for i, row in enumerate(first[:n]):
@@ -346,20 +303,11 @@ def samples_table(samples: dict[str, Path], n: int) -> str:
     return "\n".join(lines)
 
 
-def fisher(
-    base_dir: Path,
-    expert_dir: Path,
-    out_dir: Path,
-    rewards: dict[str, dict[str, Any]],
-    settings: dict[str, Any],
-    *,
-    seed: int,
-    threads: int,
-) -> dict[str, Any]:
-    """The expert adapter's diagonal Fisher on its own training prompts, with completions it samples itself."""
+def fisher(run: Run) -> dict[str, Any]:
+    """The diagonal Fisher of the expert adapter in ``run.out_dir`` on its own training prompts, with completions
+    it samples itself."""
     import torch
     from peft import PeftModel, get_peft_model_state_dict
-    from safetensors.torch import save_file
 
     from rewarded_soups.gpus import torch_device
     from rewarded_soups.merging.fisher import diagonal_fisher
@@ -367,13 +315,14 @@ def fisher(
     from rewarded_soups.tasks.text.data import prompts_of
     from rewarded_soups.tasks.text.rl import completion_lengths
 
-    torch_threads(threads)
+    torch_threads(run.threads)
+    settings, seed = run.settings, run.seed
     cfg, data = settings["finetune"], settings["data"]
     device = torch_device()
-    ref = policy.base_model(Path(base_dir))
+    ref = policy.base_model(run.base_dir)
     tokenizer = policy.load_tokenizer(ref)
     model = policy.load_policy(ref, dtype=cfg["dtype"])
-    model = PeftModel.from_pretrained(model, Path(expert_dir), is_trainable=True).to(device).eval()
+    model = PeftModel.from_pretrained(model, run.out_dir, is_trainable=True).to(device).eval()
     prompts = policy.policy_prompts(prompts_of(_splits(settings, seed).train, data), tokenizer, data["chat_template"])
     n = min(settings["merge"]["fisher"]["samples"], len(prompts))
     chosen = torch.randperm(len(prompts), generator=torch.Generator().manual_seed(seed))[:n].tolist()
@@ -405,8 +354,4 @@ def fisher(
     trainable = {name: p for name, p in model.named_parameters() if p.requires_grad}
     values = diagonal_fisher(trainable, sample_logprob, n)
     # The adapter's own tensor names (as saved in adapter_model.safetensors).
-    named = get_peft_model_state_dict(model, state_dict=values)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.contiguous().cpu() for k, v in named.items()}, out_dir / ADAPTER_WEIGHTS, metadata={"format": "pt"})
-    return {"samples": n, "tensors": len(named)}
+    return {ADAPTER_WEIGHTS: get_peft_model_state_dict(model, state_dict=values)}

@@ -27,6 +27,7 @@ from transformers import TrainerCallback
 
 from rewarded_soups.registry import build_reward
 from rewarded_soups.rewards.text import ClassifierReward
+from rewarded_soups.tasks.base import Run
 from rewarded_soups.tasks.text import policy
 from rewarded_soups.tasks.text.data import Splits, prompts_of
 
@@ -97,17 +98,9 @@ def trl_rewards(rewards: dict[str, dict[str, Any]], active: list[str], context: 
     return funcs, tokenizers
 
 
-def build_trainer(
-    base_dir: Path,
-    scratch: Path,
-    splits: Splits,
-    rewards: dict[str, dict[str, Any]],
-    weights: dict[str, float],
-    settings: dict[str, Any],
-    *,
-    seed: int,
-):
-    """The trl trainer of one run (expert or MORL); ``settings`` holds the task's data and finetune sections."""
+def build_trainer(run: Run, scratch: Path, splits: Splits):
+    """The trl trainer of one run (expert or MORL), writing its checkpoints (none are kept) into ``scratch``."""
+    base_dir, rewards, weights, settings, seed = run.base_dir, run.rewards, run.weights, run.settings, run.seed
     cfg = settings["finetune"]
     active = [name for name, w in weights.items() if w > 0]
     if not active:
@@ -174,26 +167,18 @@ def build_trainer(
     return trainer
 
 
-def finetune(
-    base_dir: Path,
-    out_dir: Path,
-    splits: Splits,
-    rewards: dict[str, dict[str, Any]],
-    weights: dict[str, float],
-    settings: dict[str, Any],
-    *,
-    seed: int,
-) -> dict[str, Any]:
+def finetune(run: Run, splits: Splits) -> dict[str, Any]:
+    """Train the run's LoRA adapter and save it (peft's layout) into ``run.out_dir``; return its metrics."""
     start = time.time()
     with tempfile.TemporaryDirectory() as scratch:
-        trainer = build_trainer(base_dir, Path(scratch), splits, rewards, weights, settings, seed=seed)
+        trainer = build_trainer(run, Path(scratch), splits)
         result = trainer.train()
-    out_dir.mkdir(parents=True, exist_ok=True)
-    trainer.model.save_pretrained(out_dir, safe_serialization=True)
+    run.out_dir.mkdir(parents=True, exist_ok=True)
+    trainer.model.save_pretrained(run.out_dir, safe_serialization=True)
     history = [h for h in trainer.state.log_history if "reward" in h]
     metrics = {
-        "algorithm": settings["finetune"]["algorithm"],
-        "weights": weights,
+        "algorithm": run.settings["finetune"]["algorithm"],
+        "weights": run.weights,
         "steps": result.global_step,
         "train_loss": result.training_loss,
         "first_reward": history[0]["reward"] if history else None,

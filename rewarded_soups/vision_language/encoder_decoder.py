@@ -29,10 +29,9 @@ from torch import nn
 from torch.nn import functional as F
 from transformers import GPT2Config, GPT2LMHeadModel
 
-from rewarded_soups.tasks.captioning.data import BOS_ID, EOS_ID, PAD_ID
-
-WEIGHTS_FILE = "model.safetensors"
-CONFIG_FILE = "config.json"
+from rewarded_soups.gpus import torch_device
+from rewarded_soups.vision_language.checkpoint import CONFIG_FILE, WEIGHTS_FILE
+from rewarded_soups.vision_language.vocab import BOS_ID, EOS_ID, PAD_ID, Vocab
 
 DEFAULTS: dict[str, Any] = {
     "image_size": 32,
@@ -299,7 +298,7 @@ def save(model: Captioner, out_dir: Path) -> None:
 
 
 def load(model_dir: Path) -> Captioner:
-    """A saved captioner; a soup stored as a recipe is merged in memory."""
+    """A saved model; a soup stored as a recipe is merged in memory."""
     from rewarded_soups.merging.engine import materialize
 
     soup = materialize(Path(model_dir))
@@ -353,3 +352,50 @@ def ensemble_greedy(
             break
         step_input = token.unsqueeze(1)
     return ids
+
+
+class Ensemble(nn.Module):
+    """The prediction ensemble of models with weights (paper Figure 5c), decoded like one model."""
+
+    def __init__(self, members: Sequence[Captioner], weights: Sequence[float]) -> None:
+        super().__init__()
+        if len(members) != len(weights) or not members:
+            raise ValueError(f"{len(members)} models but {len(weights)} weights")
+        self.members = nn.ModuleList(members)
+        self.weights = [float(w) for w in weights]
+
+    @property
+    def max_len(self) -> int:
+        return min(m.max_len for m in self.members)
+
+    @property
+    def prompt_len(self) -> int:
+        return self.members[0].prompt_len
+
+    def greedy(
+        self, images: torch.Tensor, max_len: int | None = None, prompts: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Greedy token ids of Σ w_i p_i, ``batch × max_len``."""
+        return ensemble_greedy(list(self.members), self.weights, images, max_len or self.max_len, prompts)
+
+
+@torch.no_grad()
+def greedy_captions(
+    model: Captioner,
+    images: np.ndarray,
+    vocab: Vocab,
+    max_len: int,
+    batch_size: int = 256,
+    prompts: np.ndarray | None = None,
+) -> list[str]:
+    """Greedy captions of ``images`` (answers to ``prompts``, for a model that reads one), batch by batch."""
+    dev = torch_device()
+    model.to(dev).eval()
+    pixels = images_to_tensor(images)
+    prompt_ids = None if prompts is None else torch.from_numpy(np.asarray(prompts))
+    out: list[str] = []
+    for i in range(0, len(pixels), batch_size):
+        p = None if prompt_ids is None else prompt_ids[i : i + batch_size].to(dev)
+        out.extend(vocab.decode_batch(model.greedy(pixels[i : i + batch_size].to(dev), max_len, prompts=p).tolist()))
+    model.cpu()
+    return out

@@ -58,6 +58,24 @@ def exchange(path: Path, request: dict, timeout: float = 3600.0) -> dict:
     return answer
 
 
+def listen(path: Path) -> tuple[socket.socket, int]:
+    """A socket listening at ``path`` (it appears only once it listens: clients find a ready service), its inode."""
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    staging = path.with_name(f"{path.stem}.{os.getpid()}.staging")
+    staging.unlink(missing_ok=True)
+    listener.bind(str(staging))
+    listener.listen(64)
+    os.replace(staging, path)
+    return listener, path.stat().st_ino
+
+
+def unpublish(path: Path, inode: int) -> None:
+    """Remove the socket at ``path`` if it is still the one of ``inode`` (a newer service may have replaced it)."""
+    with contextlib.suppress(OSError):
+        if path.stat().st_ino == inode:
+            path.unlink()
+
+
 def stop_all() -> list[str]:
     """Ask every running service of this user on this machine to exit; the names of those that answered."""
     stopped = []
@@ -136,7 +154,7 @@ def start(path: Path, module_args: Sequence[str], timeout: float) -> None:
         if ping(path):
             return
         path.unlink(missing_ok=True)  # a stale socket of a service that died
-        package_root = str(Path(__file__).resolve().parents[1])
+        package_root = str(Path(__file__).resolve().parents[2])
         pythonpath = os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))
         argv = [sys.executable, "-m", *module_args]
         start_detached(

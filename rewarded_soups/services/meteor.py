@@ -1,4 +1,4 @@
-"""One METEOR Java process shared by the scoring jobs of one user on one machine.
+"""METEOR's Java process, and one of them shared by the scoring jobs of one user on one machine.
 
 METEOR 1.5 spends about 10 s of CPU starting Java and loading its 62 MB paraphrase
 table before its first answer. A workflow scores METEOR in one job per captioning
@@ -23,16 +23,84 @@ import hashlib
 import json
 import os
 import resource
-import socket
+import shutil
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
-from rewarded_soups.services import exchange, socket_dir, start
+from rewarded_soups.services import exchange, listen, socket_dir, start, unpublish
 
 IDLE_SECONDS = 600.0
 START_TIMEOUT_SECONDS = 300.0
 IDLE_ENV = "REWARDED_SOUPS_METEOR_IDLE_SECONDS"
+
+
+def java_or_raise() -> str:
+    java = shutil.which("java")
+    if java is None:
+        raise RuntimeError(
+            "METEOR needs Java: no `java` on PATH. Install a JRE (e.g. `apt-get install default-jre-headless`, "
+            "or `conda install openjdk`) or drop meteor from the metrics."
+        )
+    return java
+
+
+class JavaMeteor:
+    """METEOR 1.5 through one long-lived Java process (pycocoevalcap's wrapper).
+
+    Starting Java and loading the paraphrase table takes seconds, so the
+    process is kept between calls; :meth:`close` (or leaving a ``with``
+    block) stops it.
+    """
+
+    def __init__(self) -> None:
+        from pycocoevalcap.meteor.meteor import Meteor
+
+        java_or_raise()
+        self._meteor: Any = Meteor()
+        self._lock = threading.Lock()
+
+    def score_normalised(self, gts: Sequence[Sequence[str]], res: Sequence[str]) -> list[float]:
+        """Per-segment scores of already normalised candidates against their reference sets."""
+        if self._meteor is None:
+            raise RuntimeError("this Meteor scorer is closed")
+        with self._lock:
+            process = self._meteor.meteor_p
+            if process.poll() is not None:
+                raise RuntimeError(f"the METEOR Java process exited with code {process.returncode}")
+            try:
+                _, scores = self._meteor.compute_score(
+                    {i: list(refs) for i, refs in enumerate(gts)}, {i: [c] for i, c in enumerate(res)}
+                )
+            except ValueError:  # an empty line where a score should be: the jar died
+                process.kill()
+                process.wait()
+                error = process.stderr.read().decode(errors="replace")[-2000:]
+                raise RuntimeError(f"the METEOR Java process failed:\n{error}") from None
+        return [float(s) for s in scores]
+
+    def alive(self) -> bool:
+        return self._meteor is not None and self._meteor.meteor_p.poll() is None
+
+    def close(self) -> None:
+        meteor, self._meteor = getattr(self, "_meteor", None), None
+        if meteor is not None:
+            # pycocoevalcap's __del__ closes stdin and kills the process: call it now, not at GC
+            # (running it again at GC is harmless). Its other pipes stay open otherwise.
+            meteor.__del__()
+            meteor.meteor_p.stdout.close()
+            meteor.meteor_p.stderr.close()
+
+    def __enter__(self) -> JavaMeteor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        self.close()
 
 
 def _jar() -> Path:
@@ -58,7 +126,7 @@ def request(payload: dict) -> dict:
         except (FileNotFoundError, ConnectionRefusedError, ConnectionResetError, BrokenPipeError):
             if attempt == 2:
                 raise
-        start(path, ["rewarded_soups.rewards.meteor_service", "--socket", str(path)], START_TIMEOUT_SECONDS)
+        start(path, ["rewarded_soups.services.meteor", "--socket", str(path)], START_TIMEOUT_SECONDS)
     raise AssertionError("unreachable")
 
 
@@ -69,18 +137,10 @@ def score(gts: Sequence[Sequence[str]], res: Sequence[str]) -> list[float]:
 
 def serve(path: Path, idle_seconds: float) -> None:
     """Answer requests one at a time until ``idle_seconds`` pass without one, or a stop request."""
-    from rewarded_soups.rewards.caption_metrics import Meteor
-
     started = time.monotonic()
-    meteor = Meteor()
-    meteor(["a"], [["a"]])  # Java up and the paraphrase table loaded before the socket appears
-    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    staging = path.with_name(f"{path.stem}.{os.getpid()}.staging")
-    staging.unlink(missing_ok=True)
-    listener.bind(str(staging))
-    listener.listen(64)
-    os.replace(staging, path)  # clients connect only to a ready server
-    inode = path.stat().st_ino
+    meteor = JavaMeteor()
+    meteor.score_normalised([["a"]], ["a"])  # Java up and the paraphrase table loaded before the socket appears
+    listener, inode = listen(path)  # clients connect only to a ready server
     listener.settimeout(idle_seconds)
     print(f"METEOR service pid {os.getpid()} ready on {path} after {time.monotonic() - started:.1f} s", flush=True)
     served = 0
@@ -113,10 +173,7 @@ def serve(path: Path, idle_seconds: float) -> None:
             if op == "error" and not meteor.alive():
                 break
     finally:
-        # Remove the socket only if it is still ours (a newer server may have replaced it).
-        with contextlib.suppress(OSError):
-            if path.stat().st_ino == inode:
-                path.unlink()
+        unpublish(path, inode)
         listener.close()
         meteor.close()
         usage = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)

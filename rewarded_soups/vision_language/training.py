@@ -21,8 +21,8 @@ import torch
 from tqdm.auto import tqdm
 
 from rewarded_soups.gpus import torch_device
-from rewarded_soups.tasks.captioning.data import Vocab
-from rewarded_soups.tasks.captioning.model import Captioner, images_to_tensor
+from rewarded_soups.vision_language.encoder_decoder import Captioner, images_to_tensor
+from rewarded_soups.vision_language.vocab import Vocab
 
 log = logging.getLogger(__name__)
 
@@ -202,23 +202,69 @@ def train_scst(
     }
 
 
-@torch.no_grad()
-def greedy_captions(
-    model: Captioner,
-    images: np.ndarray,
+def pretrain_xent(
     vocab: Vocab,
-    max_len: int,
-    batch_size: int = 256,
-    prompts: np.ndarray | None = None,
-) -> list[str]:
-    """Greedy captions of ``images`` (answers to ``prompts``, for a model that reads one), batch by batch."""
-    dev = torch_device()
-    model.to(dev).eval()
-    pixels = images_to_tensor(images)
-    prompt_ids = None if prompts is None else torch.from_numpy(np.asarray(prompts))
-    out: list[str] = []
-    for i in range(0, len(pixels), batch_size):
-        p = None if prompt_ids is None else prompt_ids[i : i + batch_size].to(dev)
-        out.extend(vocab.decode_batch(model.greedy(pixels[i : i + batch_size].to(dev), max_len, prompts=p).tolist()))
-    model.cpu()
-    return out
+    images: np.ndarray,
+    targets: Sequence[Sequence[str]],
+    settings: dict[str, Any],
+    *,
+    steps: int,
+    seed: int,
+    prompts: Sequence[str] | None = None,
+    max_len: int | None = None,
+) -> tuple[Captioner, dict[str, Any]]:
+    """A fresh model of ``pretrain.model``'s shape trained with cross-entropy on ``targets`` (θ0's first stage).
+
+    ``prompts``: the texts a model that reads one is given (questions, expressions); ``max_len``: the
+    decoder's positions when the task fixes them (four location tokens and <eos>).
+    """
+    from rewarded_soups.vision_language import encoder_decoder
+
+    data, cfg = settings["data"], settings["pretrain"]
+    fixed = {} if max_len is None else {"max_len": max_len}
+    model = encoder_decoder.build(
+        encoder_decoder.make_config(len(vocab), image_size=data["image_size"], **fixed, **cfg["model"]), seed
+    )
+    log.info("θ0: %d parameters, vocabulary %d tokens", encoder_decoder.parameter_count(model), len(vocab))
+    prompt_ids = None if prompts is None else vocab.encode_batch(list(prompts), model.prompt_len)
+    metrics = train_xent(
+        model,
+        images,
+        targets,
+        vocab,
+        steps=steps,
+        batch_size=cfg["batch_size"],
+        lr=cfg["learning_rate"],
+        seed=seed,
+        prompts=prompt_ids,
+    )
+    return model, metrics
+
+
+def self_critical_finetune(run: Any, images: np.ndarray, references: Sequence[Sequence[str]], prompts=None) -> dict:
+    """A task's expert or MORL run (a :class:`~rewarded_soups.tasks.base.Run`): self-critical REINFORCE from θ0 on
+    Σ weights[r]·R_r of its texts against ``references`` (``prompts``: the questions, for a model that reads one)."""
+    from rewarded_soups.rewards import Scalarised
+    from rewarded_soups.vision_language.captions import reward_context
+    from rewarded_soups.vision_language.encoder_decoder import save
+    from rewarded_soups.vision_language.policy import load_model
+
+    cfg = run.settings["finetune"]
+    policy = load_model(run.base_dir, None, run.settings, threads=run.threads)
+    prompt_ids = None if prompts is None else policy.vocab.encode_batch(prompts, policy.model.prompt_len)
+    with Scalarised(run.rewards, run.weights, reward_context(run.base_dir)) as reward:
+        metrics = train_scst(
+            policy.model,
+            images,
+            references,
+            reward,
+            policy.vocab,
+            steps=cfg["steps"],
+            batch_size=cfg["batch_size"],
+            lr=cfg["learning_rate"],
+            max_len=cfg["max_len"],
+            seed=run.seed,
+            prompts=prompt_ids,
+        )
+    save(policy.model, run.out_dir)
+    return metrics

@@ -1,0 +1,19 @@
+"""The small encoder-decoder's files in a model directory, and how soups combine them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+WEIGHTS_FILE = "model.safetensors"
+CONFIG_FILE = "config.json"
+VOCAB_FILE = "vocab.json"  # θ0's vocabulary; experts and soups share it
+
+
+def merge_spec(base_dir: Path, member_dirs: list[Path], weights: list[float], settings: dict[str, Any]):
+    """Σ λ_i θ_i over whole state dicts, streamed; a member may be θ0 itself (WiSE); θ0 for task vectors."""
+    from rewarded_soups.merging.spec import MergeSpec
+
+    return MergeSpec(
+        members=list(member_dirs), weights=list(weights), files=[WEIGHTS_FILE], copy=[CONFIG_FILE], base=Path(base_dir)
+    )
