@@ -152,48 +152,15 @@ def summarise(
     if missing:
         raise ValueError(f"scores.csv has no column for rewards {missing}; found {sorted(table.columns)}")
     rewards = list(rewards)
-    experts = table[table["kind"] == "expert"]
+    experts = _experts_in_reward_order(table, rewards)
     soups = table[(table["kind"] == "soup") & on_simplex(table, rewards)]
     morl = table[table["kind"] == "morl"]
-
-    expert_w = weight_matrix(experts, rewards)
-    order = [int(np.argmax(row)) for row in expert_w]
-    if sorted(order) != list(range(len(rewards))):
-        raise ValueError(f"need exactly one expert per reward {rewards}; found {list(experts.index)}")
-    experts = experts.iloc[np.argsort(order)]
-
     sem = standard_errors(scores)
     validated = "split" in scores.columns and bool((scores["split"] == SELECTION_SPLIT).any())
-    lmc = lmc_report(experts, soups, rewards, sem)
-    if len(soups):
-        # The first smallest margin, soup by soup and reward by reward.
-        _, model, reward = min(
-            ((p["margins"][r], p["model"], r) for p in lmc["points"] for r in rewards), key=lambda c: c[0]
-        )
-        lmc["worst_at"] = {"model": model, "reward": reward}
-
-    all_points = table[rewards].to_numpy(float)
-    if reference is None:
-        ref = auto_reference(all_points)
-        rule = REFERENCE_RULE
-    else:
-        if len(reference) != len(rewards):
-            raise ValueError(f"reference has {len(reference)} values for {len(rewards)} rewards {rewards}")
-        ref = np.asarray(reference, dtype=float)
-        rule = "set in config (analysis.reference)"
-
+    ref, rule = _reference_point(table, rewards, reference)
     rs = rs_table(table, rewards)
     rs_points = rs[rewards].to_numpy(float)
     morl_points = morl[rewards].to_numpy(float)
-    methods = {}
-    for kind in method_kinds(table):
-        rows = rs_table(table, rewards, kind)
-        merged = rows[rows["kind"] == kind]
-        methods[kind] = {
-            "models": len(table[table["kind"] == kind]),
-            "hypervolume": hypervolume(rows[rewards].to_numpy(float), ref),
-            "lmc": lmc_report(experts, merged, rewards, sem),
-        }
     return {
         "rewards": rewards,
         "models": {
@@ -204,7 +171,7 @@ def summarise(
             "baselines": list(table.index[table["kind"].isin(["ensemble", "wise"])]),
             "methods": {kind: int((table["kind"] == kind).sum()) for kind in method_kinds(table)},
         },
-        "lmc": lmc,
+        "lmc": _soups_lmc(experts, soups, rewards, sem),
         "hypervolume": {
             "rs": hypervolume(rs_points, ref) if len(rs_points) else 0.0,
             "morl": hypervolume(morl_points, ref) if len(morl_points) else 0.0,
@@ -220,6 +187,53 @@ def summarise(
         "advantage": [a for p in pairs if validated and (a := expected_advantage(scores, p, rewards))],
         "pairs": [pair_summary(table, rewards, p, sem) for p in pairs],
         "uniform_soup": uniform_soup_comparison(table, rewards),
-        "methods": methods,
+        "methods": _methods_summary(table, experts, rewards, ref, sem),
         "timings": timings or {},
     }
+
+
+def _experts_in_reward_order(table: pd.DataFrame, rewards: list[str]) -> pd.DataFrame:
+    """One expert per reward, in the order of ``rewards`` (an error names what is missing)."""
+    experts = table[table["kind"] == "expert"]
+    order = [int(np.argmax(row)) for row in weight_matrix(experts, rewards)]
+    if sorted(order) != list(range(len(rewards))):
+        raise ValueError(f"need exactly one expert per reward {rewards}; found {list(experts.index)}")
+    return experts.iloc[np.argsort(order)]
+
+
+def _soups_lmc(experts: pd.DataFrame, soups: pd.DataFrame, rewards: list[str], sem: pd.DataFrame) -> dict[str, Any]:
+    """Hypothesis 1 over the soups, and where the smallest margin is (the first, soup by soup, reward by reward)."""
+    lmc = lmc_report(experts, soups, rewards, sem)
+    if len(soups):
+        _, model, reward = min(
+            ((p["margins"][r], p["model"], r) for p in lmc["points"] for r in rewards), key=lambda c: c[0]
+        )
+        lmc["worst_at"] = {"model": model, "reward": reward}
+    return lmc
+
+
+def _reference_point(
+    table: pd.DataFrame, rewards: list[str], reference: Sequence[float] | None
+) -> tuple[np.ndarray, str]:
+    """The hypervolume reference point and the rule it follows (:data:`REFERENCE_RULE`, or the config's)."""
+    if reference is None:
+        return auto_reference(table[rewards].to_numpy(float)), REFERENCE_RULE
+    if len(reference) != len(rewards):
+        raise ValueError(f"reference has {len(reference)} values for {len(rewards)} rewards {rewards}")
+    return np.asarray(reference, dtype=float), "set in config (analysis.reference)"
+
+
+def _methods_summary(
+    table: pd.DataFrame, experts: pd.DataFrame, rewards: list[str], ref: np.ndarray, sem: pd.DataFrame
+) -> dict[str, Any]:
+    """Per further merge method: its models, its front's hypervolume and its LMC."""
+    methods = {}
+    for kind in method_kinds(table):
+        rows = rs_table(table, rewards, kind)
+        merged = rows[rows["kind"] == kind]
+        methods[kind] = {
+            "models": len(table[table["kind"] == kind]),
+            "hypervolume": hypervolume(rows[rewards].to_numpy(float), ref),
+            "lmc": lmc_report(experts, merged, rewards, sem),
+        }
+    return methods

@@ -130,15 +130,37 @@ def plot_front(
     """Draw the front; return what was drawn: each legend entry's (x, y) points, for checking the figure."""
     x, y = axes
     table = wide(scores)
-    sem = standard_errors(scores)
     curve = edge_curve(table, rewards, axes)
-    morl = morl_points(table, rewards, axes)
     sns.set_theme(style="whitegrid", context="notebook")
     fig, ax = plt.subplots(figsize=(6.4, 5.2))
     experts = curve[curve["kind"] == "expert"]
     if len(experts) == 2:
         ax.plot(experts[x], experts[y], "--", color=PALETTE["line"], lw=1.2, label="linear interpolation of rewards")
-    # ±1 standard error of the evaluation means, so that a gap can be told from noise.
+    _draw_soups(ax, curve, standard_errors(scores), x, y)
+    _draw_experts(ax, experts, x, y)
+    _draw_morl(ax, morl_points(table, rewards, axes), x, y)
+    _draw_baselines(ax, baseline_curves(table, rewards, axes), x, y)
+    init = table[table["kind"] == "init"]
+    if len(init):
+        ax.scatter(init[x], init[y], marker="o", s=70, color=PALETTE["init"], zorder=4, label="θ0 (pre-trained)")
+    ax.set_xlabel(f"{x} (higher is better)")
+    ax.set_ylabel(f"{y} (higher is better)")
+    ax.set_title(f"{title}: Pareto front of rewarded soups" if title else "Pareto front of rewarded soups")
+    caption = lmc_caption(pair_lmc(scores, rewards, axes))
+    if caption:
+        # Under the x label: inside the axes the legend could hide it.
+        ax.text(0.0, -0.13, caption, transform=ax.transAxes, fontsize=7, color="#444444", va="top")
+    ax.legend(fontsize=8, loc="best", frameon=True)
+    fig.tight_layout()
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=dpi)
+    drawn = _drawn(ax)
+    plt.close(fig)
+    return drawn
+
+
+def _draw_soups(ax, curve: pd.DataFrame, sem: pd.DataFrame, x: str, y: str) -> None:
+    """The RS curve labelled by λ, with ±1 standard error of the evaluation means (a gap against noise)."""
     ax.errorbar(
         curve[x],
         curve[y],
@@ -163,6 +185,9 @@ def plot_front(
         ax.annotate(
             f"λ={format_weight(row['lam'])}", (row[x], row[y]), textcoords="offset points", xytext=(5, 4), fontsize=7
         )
+
+
+def _draw_experts(ax, experts: pd.DataFrame, x: str, y: str) -> None:
     ax.scatter(
         experts[x], experts[y], marker="*", s=260, color=PALETTE["expert"], edgecolor="k", zorder=4, label="experts θ_i"
     )
@@ -175,19 +200,27 @@ def plot_front(
             fontsize=9,
             weight="bold",
         )
-    if len(morl):
-        ax.scatter(morl[x], morl[y], marker="s", s=70, color=PALETTE["morl"], edgecolor="k", zorder=4, label="MORL")
-        for _, row in morl.iterrows():
-            ax.annotate(
-                f"μ={format_weight(row['mu'])}",
-                (row[x], row[y]),
-                textcoords="offset points",
-                xytext=(5, -12),
-                fontsize=7,
-                color=PALETTE["morl"],
-            )
+
+
+def _draw_morl(ax, morl: pd.DataFrame, x: str, y: str) -> None:
+    if not len(morl):
+        return
+    ax.scatter(morl[x], morl[y], marker="s", s=70, color=PALETTE["morl"], edgecolor="k", zorder=4, label="MORL")
+    for _, row in morl.iterrows():
+        ax.annotate(
+            f"μ={format_weight(row['mu'])}",
+            (row[x], row[y]),
+            textcoords="offset points",
+            xytext=(5, -12),
+            fontsize=7,
+            color=PALETTE["morl"],
+        )
+
+
+def _draw_baselines(ax, curves: Mapping[str, pd.DataFrame], x: str, y: str) -> None:
+    """Prediction ensembling, WiSE and the further merge methods, one curve each."""
     method_colours = iter(sns.color_palette("Dark2", 8))
-    for name, rows in baseline_curves(table, rewards, axes).items():
+    for name, rows in curves.items():
         if name == "ensemble":
             style = {"color": PALETTE["ensemble"], "marker": "D", "label": "prediction ensembling (λ)"}
         elif name.startswith("method-"):
@@ -198,23 +231,6 @@ def plot_front(
         else:
             style = {"color": PALETTE["wise"], "marker": "v", "label": f"WiSE: θ0 toward {name.removeprefix('wise-')}"}
         ax.plot(rows[x], rows[y], ":", ms=5, lw=1.5, zorder=2, **style)
-    init = table[table["kind"] == "init"]
-    if len(init):
-        ax.scatter(init[x], init[y], marker="o", s=70, color=PALETTE["init"], zorder=4, label="θ0 (pre-trained)")
-    ax.set_xlabel(f"{x} (higher is better)")
-    ax.set_ylabel(f"{y} (higher is better)")
-    ax.set_title(f"{title}: Pareto front of rewarded soups" if title else "Pareto front of rewarded soups")
-    caption = lmc_caption(pair_lmc(scores, rewards, axes))
-    if caption:
-        # Under the x label: inside the axes the legend could hide it.
-        ax.text(0.0, -0.13, caption, transform=ax.transAxes, fontsize=7, color="#444444", va="top")
-    ax.legend(fontsize=8, loc="best", frameon=True)
-    fig.tight_layout()
-    Path(out).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=dpi)
-    drawn = _drawn(ax)
-    plt.close(fig)
-    return drawn
 
 
 def _drawn(ax) -> dict[str, list[tuple[float, float]]]:
