@@ -21,7 +21,7 @@ rule summary:
         reference=lambda w: TASKS[w.task]["analysis"]["reference"],
         pairs=lambda w: plan.front_pairs(TASKS[w.task]),
         preferences=lambda w: plan.preferences(TASKS[w.task]),
-        code=package_code("rewarded_soups.analysis"),
+        code=package_code("rewarded_soups.analysis:summarise"),
     log:
         "logs/{task}/summary.log",
     benchmark:
@@ -55,7 +55,7 @@ rule figures:
         metrics=lambda w: {name: m["kind"] for name, m in sorted(TASKS[w.task]["metrics"].items())},
         pair=lambda w: w.pair.split("-"),
         dpi=lambda w: TASKS[w.task]["plots"]["dpi"],
-        code=package_code("rewarded_soups.plots"),
+        code=package_code("rewarded_soups.plots:plot_front", "rewarded_soups.plots:plot_lambda_curves"),
     log:
         "logs/{task}/figures_{pair}_{fmt}.log",
     benchmark:
@@ -79,7 +79,7 @@ rule advantage:
         ),
     params:
         dpi=lambda w: TASKS[w.task]["plots"]["dpi"],
-        code=package_code("rewarded_soups.plots"),
+        code=package_code("rewarded_soups.plots:plot_advantage"),
     log:
         "logs/{task}/advantage_{pair}_{fmt}.log",
     conda:
@@ -127,7 +127,7 @@ rule spider:
         rewards=lambda w: plan.rewards(TASKS[w.task]),
         starts=lambda w: TASKS[w.task]["merge"]["subsets_from"],
         dpi=lambda w: TASKS[w.task]["plots"]["dpi"],
-        code=package_code("rewarded_soups.plots"),
+        code=package_code("rewarded_soups.plots:plot_spider"),
     log:
         "logs/{task}/spider_{fmt}.log",
     conda:

@@ -205,9 +205,9 @@ def task_code(stage, method=False):
 
 
 @functools.cache
-def package_code(module):
-    """Digest of a generic module and what it imports (params of analysis jobs)."""
-    return codedigest.digest([module])
+def package_code(*entries):
+    """Digest of the generic functions an analysis job calls (``module:function``) and of what they run."""
+    return codedigest.digest(entries)
 
 
 def local_inputs(stage):

@@ -63,7 +63,7 @@ rule scores_table:
     output:
         "results/{task}/scores.csv",
     params:
-        code=package_code("rewarded_soups.scores"),
+        code=package_code("rewarded_soups.scores:read_score_files"),
     log:
         "logs/{task}/scores_table.log",
     benchmark:

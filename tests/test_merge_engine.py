@@ -314,3 +314,46 @@ def test_checkpoint_reads_lazily_in_file_order(experts):
     with Checkpoint(members[0] / "model.safetensors.index.json") as ckpt:
         assert ckpt.sharded and len(set(ckpt.weight_map.values())) > 1
         assert ckpt.info("lm_head.weight") == TensorInfo(torch.float32, (64, 16))
+
+
+def test_every_method_gives_the_outputs_it_gave_before_methods_became_classes():
+    """Pinned, bit for bit: the values the functions of the earlier methods module computed (float.hex)."""
+    tensors = [
+        torch.tensor([1.0, -2.0, 3.0, 0.5, 0.25, -1.5]),
+        torch.tensor([3.0, 2.0, -1.0, 0.5, -0.75, 2.5]),
+        torch.tensor([0.5, 0.0, 2.0, -1.0, 1.0, 1.0]),
+    ]
+    base = torch.tensor([1.0, 0.0, 1.0, 0.0, 0.5, 0.5])
+    fishers = [
+        torch.tensor([1.0, 0.0, 3.0, 1.0, 0.5, 2.0]),
+        torch.tensor([1.0, 2.0, 1.0, 0.0, 0.5, 1.0]),
+        torch.tensor([0.1, 0.2, 0.3, 0.4, 0.5, 0.6]),
+    ]
+    weights = [0.2, 0.3, 0.5]
+    pinned = {
+        ("linear", ()): "0x1.59999ap+0 0x1.99999cp-3 0x1.4ccccc0p+0 -0x1p-2 0x1.4ccccc0p-2 0x1.e66666p-1",
+        ("task_arithmetic", (("scale", 1.5),)): (
+            "0x1.866668p+0 0x1.333334p-2 0x1.733334p+0 -0x1.8p-2 0x1.e66664p-3 0x1.2ccccc0p+0"
+        ),
+        ("ties", (("density", 0.5),)): "0x1.8p+1 0x1p+1 0x1.249248p+1 -0x1p+0 0x1p-1 0x1.9p+0",
+        ("ties", (("density", 0.5), ("majority_sign_method", "frequency"))): (
+            "0x1.8p+1 0x1p+1 0x1.249248p+1 -0x1p+0 0x1p-1 0x1.9p+0"
+        ),
+        ("dare", (("density", 0.5), ("seed", 3))): (
+            "0x1.19999ap+1 0x1.99999cp-2 0x1.666666p+1 0x1p-1 0x1.99999ap-2 0x1.b33334p+0"
+        ),
+        ("fisher", (("fisher_floor", 1e-6),)): (
+            "0x1.05d16ap+1 0x1.b6db4cp+0 0x1.b6db68p+0 -0x1.000002p-2 0x1.4ccccc0p-2 0x1.ccccf2p-2"
+        ),
+    }
+    for (method, options), expected in pinned.items():
+        got = combine(
+            method,
+            tensors,
+            weights,
+            base if m.get(method).needs_base else None,
+            fishers=[f.clone() for f in fishers] if m.get(method).needs_fisher else None,
+            name="w",
+            **dict(options),
+        )
+        assert got.tolist() == [float.fromhex(v) for v in expected.split()], method

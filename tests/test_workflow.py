@@ -312,6 +312,37 @@ def test_editing_a_tasks_training_code_reruns_its_training_and_downstream_only(r
     assert _planned_after_edit(run, "rewarded_soups/tasks/text/rl.py", "def finetune(", "# note\ndef finetune(") == []
 
 
+def test_code_digests_follow_functions_not_files_nor_docstrings(run):
+    # A docstring reworded: the code's behaviour cannot have changed, nothing reruns.
+    assert (
+        _planned_after_edit(
+            run,
+            "rewarded_soups/tasks/text/rl.py",
+            '"""Train the run\'s LoRA adapter',
+            '"""Reworded: train the run\'s LoRA adapter',
+        )
+        == []
+    )
+    # One plotting function's body: only the jobs that draw with it (spider maps), not every figure.
+    jobs = _planned_after_edit(
+        run,
+        "rewarded_soups/plots.py",
+        '    shapes compare models rather than metric scales.\n    """\n',
+        ('    shapes compare models rather than metric scales.\n    """\n    edited = True  # noqa: F841\n'),
+    )
+    assert {rule for rule, _ in jobs} == {"spider"}
+    # A generic module's function that no job runs (claiming GPUs happens around the job, not in it).
+    assert (
+        _planned_after_edit(
+            run,
+            "rewarded_soups/gpus.py",
+            "    devices = machine_devices()\n",
+            ("    devices = list(machine_devices())\n"),
+        )
+        == []
+    )
+
+
 def test_editing_a_reward_module_reruns_only_what_used_its_rewards(run):
     jobs = _planned_after_edit(
         run, "rewarded_soups/rewards/image.py", "_LUMA = np.array(", "EDITED = 1\n_LUMA = np.array("

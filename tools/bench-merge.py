@@ -12,7 +12,7 @@ machine's memory-copy bandwidth. Both tools' λ = 0.3 soups are compared.
 
     python tools/bench-merge.py --mergekit /path/to/venv/bin/mergekit-yaml
 
-Not a test: it prints numbers (README, "Merging").
+Not a test: it prints numbers (docs/timings.md, "Merge benchmark").
 """
 
 from __future__ import annotations

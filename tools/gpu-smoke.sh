@@ -10,7 +10,7 @@
 # tools/gpu-smoke/<task>.yaml (same networks and precision, far fewer steps and soups).
 # The text task's models come from tests/tiny_models.py (the GPU machine reaches no hub).
 # Needs the workflow's Python packages: on the lent GPU machine carry the missing ones as
-# py3.12 wheels (README, "GPU").
+# py3.12 wheels (docs/gpu.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD

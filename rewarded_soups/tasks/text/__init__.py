@@ -147,7 +147,7 @@ def finetune(run: Run) -> dict[str, Any]:
 
 
 def merge_spec(base_dir: Path, expert_dirs: list[Path], weights: list[float], settings: dict[str, Any]):
-    """The experts' LoRA adapters and how to combine them (README: Combining LoRA adapters)."""
+    """The experts' LoRA adapters and how to combine them (docs/merging.md: Combining LoRA adapters)."""
     from rewarded_soups.merging.spec import MergeSpec
 
     mode = settings["merge"]["lora_mode"]
