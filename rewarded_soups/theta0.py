@@ -69,8 +69,9 @@ def check(directory: Path, *, where: str, kind: str, settings: dict[str, Any], s
         raise ValueError(f"{where}.theta0: {directory} was trained with other settings ({shown}); set {FROM_SCRATCH}")
     if made_by.get("code") != code:
         return [
-            f"{where}.theta0: {directory} was trained by other pretrain code than this checkout's; its results "
-            f"may differ from training from scratch (remake it with tools/ship-theta0.py)"
+            f"{where}.theta0: {directory} was trained by other pretrain code (or other versions of the libraries it "
+            "imports) than this checkout's; its results may differ from training from scratch (remake it with "
+            "tools/ship-theta0.py)"
         ]
     return []
 
