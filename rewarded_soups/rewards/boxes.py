@@ -22,6 +22,9 @@ from typing import Literal
 from rewarded_soups.data.grid_scenes import AREA_THRESHOLDS, size_class
 from rewarded_soups.registry import reward
 
+# The paper's size classes on real images (Appendix G): box areas of 30,000 and 100,000 in a 1000 × 1000 image.
+PAPER_AREA_THRESHOLDS = (0.03, 0.1)
+
 SizeFilter = Literal["small", "medium", "large", "all"]
 
 

@@ -25,3 +25,13 @@ def reward_context(base_dir: Path) -> dict[str, Any]:
 def reward_inputs(samples: Any) -> tuple[list[str], list[list[str]]]:
     """(candidates, references) of each sample."""
     return samples.column("caption"), [list(r) for r in samples.column("references")]
+
+
+def against_references(scalarised: Any, references: list[list[str]]):
+    """``reward(texts, example indices)`` for REINFORCE: ``scalarised`` (Σ weights[r]·R_r) of texts against
+    each example's references."""
+
+    def reward(texts: list[str], indices: list[int]) -> list[float]:
+        return list(scalarised(texts, [list(references[i]) for i in indices]))
+
+    return reward

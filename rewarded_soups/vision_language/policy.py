@@ -29,14 +29,21 @@ class Policy:
         return greedy_captions(self.model, images, self.vocab, max_len, prompts=ids)
 
 
-def load_model(base_dir: Path, model_dir: Path | None, settings: dict[str, Any], *, threads: int) -> Policy:
-    """θ0 (``model_dir`` None) or the expert, soup (full or recipe) or MORL run in ``model_dir``."""
+def load_model(base_dir: Path, model_dir: Path | None, settings: dict[str, Any], *, threads: int):
+    """θ0 (``model_dir`` None) or the expert, soup (full or recipe) or MORL run in ``model_dir``: the small
+    encoder-decoder's :class:`Policy`, or a transformers model's (``pretrain.checkpoint``)."""
     from rewarded_soups.gpus import torch_threads
 
     torch_threads(threads)
-    from rewarded_soups.vision_language.encoder_decoder import load
+    from rewarded_soups.vision_language.pretrained.model import is_pretrained
 
     base_dir = Path(base_dir)
+    if is_pretrained(base_dir):
+        from rewarded_soups.vision_language.pretrained.tasks import load_policy
+
+        return load_policy(base_dir, Path(model_dir) if model_dir is not None else None, settings)
+    from rewarded_soups.vision_language.encoder_decoder import load
+
     return Policy(load(Path(model_dir) if model_dir is not None else base_dir), Vocab.load(base_dir / VOCAB_FILE))
 
 

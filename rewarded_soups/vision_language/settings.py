@@ -8,8 +8,14 @@ from typing import Any
 def check_settings(task: dict[str, Any], max_len_sections: tuple[str, ...] = ("finetune", "evaluate")) -> None:
     """The model's shape, the evaluation sizes against the data, and decoding lengths against its positions.
 
-    ``max_len_sections``: the sections whose ``max_len`` must fit the decoder's positions.
+    ``max_len_sections``: the sections whose ``max_len`` must fit the decoder's positions. With a pretrained
+    θ0 (``pretrain.checkpoint``), what that rules out instead.
     """
+    from rewarded_soups.vision_language.pretrained.tasks import check_settings as check_pretrained
+
+    check_pretrained(task)
+    if task["pretrain"].get("checkpoint"):
+        return
     model = task["pretrain"]["model"]
     if model["d_model"] % model["heads"]:
         raise ValueError(f"pretrain.model.d_model ({model['d_model']}) must be a multiple of heads ({model['heads']})")

@@ -9,6 +9,7 @@ from its own seed.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -39,3 +40,14 @@ def make_splits(
         return CaptionSet(*make_set(n, split_seed, image_size, n_captions))
 
     return LazySplits(make, (n_train, n_valid, n_test), seed)
+
+
+def real_splits(data: dict[str, Any], seed: int):
+    """COCO-style captions through ``datasets`` (``data.source: datasets``), each split loaded on first use."""
+    from rewarded_soups.vision_language.records import Images, Splits, column, texts
+
+    def make(dataset: Any, image_column: str) -> CaptionSet:
+        captions = dataset["captions"] if data["format"] == "karpathy" else column(dataset, data, "captions")
+        return CaptionSet(Images(dataset, image_column), texts(captions, "raw"))  # type: ignore[arg-type]
+
+    return Splits(data, seed, make)

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from rewarded_soups.gpus import torch_threads
+from rewarded_soups.pretrained import REFERENCE_FILE
 from rewarded_soups.registry import register_task
 from rewarded_soups.tasks.base import Run
 from rewarded_soups.vision_language.checkpoint import VOCAB_FILE, merge_spec  # noqa: F401
@@ -30,7 +31,7 @@ register_task(
     modality="box",
     baselines=("wise",),
     # How many test images the qualitative figure shows: display only, read by that job alone.
-    reads={"qualitative": ("plots.samples_in_figure",)},
+    reads={"qualitative": ("plots.samples_in_figure",), "merge": ("merge.lora_mode",)},
 )
 
 log = logging.getLogger(__name__)
@@ -48,12 +49,20 @@ def check_settings(task: dict[str, Any]) -> None:
 def _splits(data: dict[str, Any], seed: int):
     from rewarded_soups.tasks.grounding.data import make_splits
 
+    if data["source"] == "datasets":
+        from rewarded_soups.tasks.grounding.data import real_splits
+
+        return real_splits(data, seed)
     return make_splits(data["train_images"], data["valid_images"], data["test_images"], seed, data["image_size"])
 
 
 def pretrain(out_dir: Path, settings: dict[str, Any], *, seed: int, threads: int) -> dict[str, Any]:
-    """Cross-entropy on (image, expression) → box tokens, from scratch."""
+    """Cross-entropy on (image, expression) → box tokens, from scratch; or a reference to ``pretrain.checkpoint``."""
     torch_threads(threads)
+    if settings["pretrain"].get("checkpoint"):
+        from rewarded_soups.vision_language.pretrained.tasks import reference_theta0
+
+        return reference_theta0(out_dir, settings)
     from rewarded_soups.tasks.grounding.data import box_to_tokens, build_vocab
     from rewarded_soups.vision_language.encoder_decoder import save
     from rewarded_soups.vision_language.policy import Policy
@@ -112,6 +121,8 @@ def finetune(run: Run) -> dict[str, Any]:
 
     data, cfg = run.settings["data"], run.settings["finetune"]
     train = _splits(data, run.seed).train
+    if (run.base_dir / REFERENCE_FILE).exists():
+        return _finetune_pretrained(run, train)
     policy = load_model(run.base_dir, None, run.settings, threads=run.threads)
     model, vocab = policy.model, policy.vocab
     # A target outside a reward's size class scores NaN: it adds 0 (nothing to reinforce).
@@ -141,22 +152,55 @@ def finetune(run: Run) -> dict[str, Any]:
     return metrics
 
 
+def _finetune_pretrained(run: Run, train: Any) -> dict[str, Any]:
+    """Cross-entropy on the target's location tokens + REINFORCE, for a transformers θ0 (PaliGemma's boxes)."""
+    from rewarded_soups.rewards import Scalarised
+    from rewarded_soups.vision_language.pretrained import tasks as pretrained
+    from rewarded_soups.vision_language.pretrained.boxes import box_to_text, text_to_box
+
+    with Scalarised(run.rewards, run.weights, missing=0.0) as scalarised:
+
+        def reward(texts: list[str], indices: list[int]) -> list[float]:
+            return list(scalarised([text_to_box(t) for t in texts], [train.boxes[i] for i in indices]))
+
+        return pretrained.finetune(
+            run,
+            train.images,
+            train.expressions,
+            reward,
+            targets=[box_to_text(b) for b in train.boxes],
+            max_len=BOX_TOKENS,
+        )
+
+
+def _box_reader(policy: Any, bins: int):
+    """How a model's text becomes a box: location tokens of the small vocabulary, or PaliGemma's."""
+    from rewarded_soups.tasks.grounding.data import tokens_to_box
+    from rewarded_soups.vision_language.pretrained.tasks import PretrainedPolicy
+
+    if isinstance(policy, PretrainedPolicy):
+        from rewarded_soups.vision_language.pretrained.boxes import text_to_box
+
+        return text_to_box
+    return lambda text: tokens_to_box(text, bins)
+
+
 def generate(policy: Any, split: str, settings: dict[str, Any], *, seed: int):
     """Greedy boxes for a held-out split's expressions, with the targets' boxes and size classes."""
     import numpy as np
 
     from rewarded_soups.samples import Samples
-    from rewarded_soups.tasks.grounding.data import tokens_to_box
 
     data, cfg = settings["data"], settings["evaluate"]
     splits = _splits(data, seed)
     held_out, n = (splits.test, cfg["n_images"]) if split == "test" else (splits.valid, cfg["validation_size"])
-    n = len(held_out) if n is None else n
+    n = min(len(held_out), n or len(held_out))
+    read_box = _box_reader(policy, data["bins"])
     records = [
         {
             "expression": expression,
             "prediction": text,
-            "box": tokens_to_box(text, data["bins"]),
+            "box": read_box(text),
             "target": [float(v) for v in target],
             "size": size,
         }
@@ -164,7 +208,9 @@ def generate(policy: Any, split: str, settings: dict[str, Any], *, seed: int):
             held_out.expressions, _predict(policy, held_out, n), held_out.boxes, held_out.sizes
         )
     ]
-    return Samples(records, {"images": np.ascontiguousarray(held_out.images[: min(n, SAVED_IMAGES)])})
+    images = held_out.images
+    shown = images[: min(n, SAVED_IMAGES)] if isinstance(images, np.ndarray) else images.thumbnails(SAVED_IMAGES, 128)
+    return Samples(records, {"images": np.ascontiguousarray(shown)})
 
 
 def reward_inputs(samples: Any) -> tuple[list[Any], list[Any]]:
@@ -206,12 +252,11 @@ def qualitative(samples: dict[str, Path], out_dir: Path, settings: dict[str, Any
 
     from rewarded_soups.plan import model_label
 
-    data = settings["data"]
     images = next(iter(samples.values())).arrays["images"]
     columns = {label: s.records for label, s in samples.items()}
     n = min(settings["plots"]["samples_in_figure"], len(images))
     fig, axes = plt.subplots(len(columns), n, figsize=(1.9 * n, 2.1 * len(columns)), squeeze=False)
-    side = data["image_size"]
+    side = images.shape[1]
     for row, (label, records) in enumerate(columns.items()):
         for col in range(n):
             ax = axes[row][col]

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -27,6 +28,7 @@ from rewarded_soups.data.grid_scenes import (
     PlacedShape,
     render_grid,
     sample_grid_scene,
+    size_class,
 )
 from rewarded_soups.data.splits import LazySplits
 from rewarded_soups.vision_language.vocab import SPECIALS, Vocab
@@ -216,3 +218,34 @@ def tokens_to_box(text: str, bins: int) -> Box | None:
     if x1 < x0 or y1 < y0:
         return None
     return (x0, y0, x1, y1)
+
+
+def real_splits(data: dict[str, Any], seed: int):
+    """RefCOCO+-style referring expressions with their boxes through ``datasets`` (``data.source: datasets``).
+
+    Boxes become ``[x0, y0, x1, y1]`` fractions of the image (``data.box_format``,
+    ``data.box_units``); size classes use the paper's areas (Appendix G: 30,000
+    and 100,000 of a 1000 × 1000 image).
+    """
+    from rewarded_soups.rewards.boxes import PAPER_AREA_THRESHOLDS
+    from rewarded_soups.vision_language.records import Images, Splits, column
+
+    def fraction_box(value: Any, image: Any) -> list[float]:
+        x0, y0, a, b = (float(v) for v in value)
+        x1, y1 = (x0 + a, y0 + b) if data["box_format"] == "xywh" else (a, b)
+        width, height = image.size if data["box_units"] == "pixels" else (1.0, 1.0)
+        return [x0 / width, y0 / height, x1 / width, y1 / height]
+
+    def make(dataset: Any, image_column: str) -> GroundingSet:
+        images = Images(dataset, image_column)
+        expressions = [e[0] if isinstance(e, list | tuple) else e for e in column(dataset, data, "expression")]
+        expressions = [str(e["raw"] if isinstance(e, dict) else e) for e in expressions]
+        raw = column(dataset, data, "box")
+        # Pixel boxes need each image's size: decoded once here.
+        boxes = np.array(
+            [fraction_box(b, images[i] if data["box_units"] == "pixels" else None) for i, b in enumerate(raw)]
+        )
+        sizes = [size_class(tuple(b), PAPER_AREA_THRESHOLDS) for b in boxes]
+        return GroundingSet(images, expressions, boxes, sizes)  # type: ignore[arg-type]
+
+    return Splits(data, seed, make)

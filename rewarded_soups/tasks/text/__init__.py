@@ -7,13 +7,13 @@ this task up (as config validation does) stays cheap.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from pathlib import Path
 from typing import Any
 
 from rewarded_soups.gpus import torch_threads
+from rewarded_soups.merging.adapters import ADAPTER_CONFIG, ADAPTER_WEIGHTS
 from rewarded_soups.registry import register_task
 from rewarded_soups.tasks.base import Run
 from rewarded_soups.tasks.text import perplexity  # noqa: F401  (registers the perplexity metric)
@@ -28,9 +28,6 @@ register_task(
 
 
 log = logging.getLogger(__name__)
-
-ADAPTER_WEIGHTS = "adapter_model.safetensors"
-ADAPTER_CONFIG = "adapter_config.json"
 
 
 def check_settings(task: dict[str, Any]) -> None:
@@ -148,28 +145,9 @@ def finetune(run: Run) -> dict[str, Any]:
 
 def merge_spec(base_dir: Path, expert_dirs: list[Path], weights: list[float], settings: dict[str, Any]):
     """The experts' LoRA adapters and how to combine them (docs/merging.md: Combining LoRA adapters)."""
-    from rewarded_soups.merging.spec import MergeSpec
+    from rewarded_soups.merging.adapters import adapter_merge_spec
 
-    mode = settings["merge"]["lora_mode"]
-    configs = [json.loads((Path(d) / ADAPTER_CONFIG).read_text()) for d in expert_dirs]
-    for key in ("r", "lora_alpha", "target_modules"):
-        # peft saves target_modules from a set, in no fixed order.
-        values = {json.dumps(sorted(v) if isinstance(v := c.get(key), list) else v) for c in configs}
-        if len(values) > 1:
-            raise ValueError(f"experts' adapters differ in {key}: {sorted(values)}; they cannot be merged")
-    updates = {}
-    if mode == "exact":
-        # Rank grows to Σ r_i; scale alpha with it so that alpha/r (peft's scaling) is unchanged.
-        kept = sum(1 for w in weights if w != 0)
-        updates = {ADAPTER_CONFIG: {"r": configs[0]["r"] * kept, "lora_alpha": configs[0]["lora_alpha"] * kept}}
-    return MergeSpec(
-        members=list(expert_dirs),
-        weights=list(weights),
-        files=[ADAPTER_WEIGHTS],
-        copy=[ADAPTER_CONFIG],
-        lora=mode,
-        json_updates=updates,
-    )
+    return adapter_merge_spec(expert_dirs, weights, settings["merge"]["lora_mode"])
 
 
 def load_policy(base_dir: Path, model_dir: Path | None, *, dtype: str = "float32", device: Any = "cpu"):

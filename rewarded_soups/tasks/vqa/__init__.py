@@ -21,14 +21,28 @@ from pathlib import Path
 from typing import Any
 
 from rewarded_soups.gpus import torch_threads
+from rewarded_soups.pretrained import REFERENCE_FILE
 from rewarded_soups.registry import register_task
 from rewarded_soups.tasks.base import Run
-from rewarded_soups.vision_language.captions import REFERENCES_FILE, reward_context, reward_inputs  # noqa: F401
+from rewarded_soups.vision_language.captions import (  # noqa: F401
+    REFERENCES_FILE,
+    against_references,
+    reward_context,
+    reward_inputs,
+)
 from rewarded_soups.vision_language.checkpoint import VOCAB_FILE, merge_spec  # noqa: F401
 from rewarded_soups.vision_language.policy import load_model  # noqa: F401
+from rewarded_soups.vision_language.pretrained.tasks import uses_checkpoint
 from rewarded_soups.vision_language.settings import check_settings  # noqa: F401
 
-register_task("vqa", module=__name__, modality="caption", baselines=("wise",))
+register_task(
+    "vqa",
+    module=__name__,
+    modality="caption",
+    baselines=("wise",),
+    # How LoRA experts of a pretrained θ0 are combined (see schema.yaml).
+    reads={"merge": ("merge.lora_mode",)},
+)
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +50,10 @@ log = logging.getLogger(__name__)
 def _splits(data: dict[str, Any], seed: int):
     from rewarded_soups.tasks.vqa.data import make_splits
 
+    if data["source"] == "datasets":
+        from rewarded_soups.tasks.vqa.data import real_splits
+
+        return real_splits(data, seed)
     return make_splits(
         data["train_images"], data["valid_images"], data["test_images"], seed, data["image_size"], data["answers"]
     )
@@ -47,14 +65,20 @@ def _rl_questions(data: dict[str, Any], n: int, seed: int):
     from rewarded_soups.data.splits import held_out_seed
     from rewarded_soups.tasks.vqa.data import make_set
 
-    if not n:
+    if not n or data["source"] == "datasets":  # real data: the configured training split
         return _splits(data, seed).train
     return make_set(n, held_out_seed(seed), data["image_size"], data["answers"])
 
 
 def pretrain(out_dir: Path, settings: dict[str, Any], *, seed: int, threads: int) -> dict[str, Any]:
-    """Cross-entropy from scratch on (image, question) → each of the ten reference answers."""
+    """Cross-entropy from scratch on (image, question) → each of the ten reference answers; or a reference
+    to ``pretrain.checkpoint``."""
     torch_threads(threads)
+    if uses_checkpoint(settings):
+        from rewarded_soups.vision_language.pretrained.tasks import reference_theta0
+
+        train = _splits(settings["data"], seed).train
+        return reference_theta0(out_dir, settings, [list(a) for a in train.answers])
     from rewarded_soups.rewards.vqa import VQAAccuracy
     from rewarded_soups.vision_language.encoder_decoder import save
     from rewarded_soups.vision_language.policy import Policy
@@ -88,6 +112,13 @@ def finetune(run: Run) -> dict[str, Any]:
     from rewarded_soups.vision_language.training import self_critical_finetune
 
     train = _rl_questions(run.settings["data"], run.settings["finetune"]["questions"], run.seed)
+    if (run.base_dir / REFERENCE_FILE).exists():
+        from rewarded_soups.rewards import Scalarised
+        from rewarded_soups.vision_language.pretrained import tasks as pretrained
+
+        with Scalarised(run.rewards, run.weights, reward_context(run.base_dir)) as scalarised:
+            reward = against_references(scalarised, train.answers)
+            return pretrained.finetune(run, train.images, train.questions, reward)
     return self_critical_finetune(run, train.images, train.answers, train.questions)
 
 

@@ -26,6 +26,7 @@ import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -276,3 +277,16 @@ def make_splits(
 ) -> LazySplits[VQASet]:
     """Train/validation/test sets from independent seeds (:func:`split_seeds`), each made on first use."""
     return LazySplits(lambda n, s: make_set(n, s, image_size, n_answers), (n_train, n_valid, n_test), seed)
+
+
+def real_splits(data: dict[str, Any], seed: int):
+    """VQA v2-style questions with their annotators' answers through ``datasets`` (``data.source: datasets``)."""
+    from rewarded_soups.vision_language.records import Images, Splits, column, texts
+
+    def make(dataset: Any, image_column: str) -> VQASet:
+        questions = [str(q) for q in column(dataset, data, "question")]
+        answers = texts(column(dataset, data, "answers"), "answer")
+        kinds = [str(k) for k in column(dataset, data, "kind")] if data["columns"]["kind"] else ["all"] * len(questions)
+        return VQASet(Images(dataset, image_column), questions, answers, kinds)  # type: ignore[arg-type]
+
+    return Splits(data, seed, make)
