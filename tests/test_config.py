@@ -107,7 +107,11 @@ def test_default_sections_are_not_shared_between_tasks():
 
 
 @pytest.mark.parametrize(
-    "name", ["paper-locomotion", "paper-image", "paper-captioning", "paper-vg", "paper-vqa", "grounding-vqa"]
+    "name",
+    [
+        *("paper-locomotion", "paper-image", "paper-captioning", "paper-vg", "paper-vqa"),
+        *("shapes-captioning", "shapes-vg", "shapes-vqa", "grounding-vqa"),
+    ],
 )
 def test_accelerator_configs_validate_over_the_default_and_run_one_task(name):
     """A --configfile is merged over config.yaml (snakemake's update_config): each paper config keeps one task."""
@@ -118,8 +122,8 @@ def test_accelerator_configs_validate_over_the_default_and_run_one_task(name):
     update_config(config, yaml.safe_load((root / "config" / f"{name}.yaml").read_text()))
     config = validate_config(config)
     enabled = [t for t, task in config["tasks"].items() if task["enabled"]]
-    expected = {"paper-vg": ["grounding"], "grounding-vqa": ["grounding", "vqa"]}
-    assert enabled == expected.get(name, [name.removeprefix("paper-")])
+    expected = {"paper-vg": ["grounding"], "shapes-vg": ["grounding"], "grounding-vqa": ["grounding", "vqa"]}
+    assert enabled == expected.get(name, [name.removeprefix("paper-").removeprefix("shapes-")])
     gpus = {config["tasks"][t]["resources"][stage]["gpu"] for t in enabled for stage in ("pretrain", "finetune")}
     assert gpus == ({0} if name == "grounding-vqa" else {1})  # the CPU default's sizes, or the accelerator's
 

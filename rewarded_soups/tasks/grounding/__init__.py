@@ -24,6 +24,7 @@ from rewarded_soups.registry import register_task
 from rewarded_soups.tasks.base import Run
 from rewarded_soups.vision_language.checkpoint import VOCAB_FILE, merge_spec  # noqa: F401
 from rewarded_soups.vision_language.policy import load_model
+from rewarded_soups.vision_language.pretrained.tasks import local_inputs  # noqa: F401
 
 register_task(
     "grounding",

@@ -32,7 +32,7 @@ from rewarded_soups.vision_language.captions import (  # noqa: F401
 )
 from rewarded_soups.vision_language.checkpoint import VOCAB_FILE, merge_spec  # noqa: F401
 from rewarded_soups.vision_language.policy import load_model  # noqa: F401
-from rewarded_soups.vision_language.pretrained.tasks import uses_checkpoint
+from rewarded_soups.vision_language.pretrained.tasks import local_inputs, uses_checkpoint  # noqa: F401
 from rewarded_soups.vision_language.settings import check_settings  # noqa: F401
 
 register_task(

@@ -118,3 +118,26 @@ def check_settings(task: dict[str, Any]) -> None:
             raise ValueError(f"baselines.{name}: not available with pretrain.checkpoint; set it to false")
     if task["merge"]["method"] == "fisher":
         raise ValueError("merge.method fisher: not available with pretrain.checkpoint (no Fisher for these models yet)")
+
+
+DATA_SUFFIXES = (".json", ".jsonl", ".csv", ".parquet")
+
+
+def local_inputs(task: dict[str, Any], stage: str, rewards: list[str]) -> list[str]:
+    """Local files a stage reads: the data files (not the image folders: thousands of files) and θ0's directory.
+
+    The rules declare them as inputs, so that replacing one reruns what read it.
+    """
+    files: list[Path] = []
+    data = task["data"]
+    if data["source"] == "datasets" and stage in ("pretrain", "finetune", "generate"):
+        source = Path(data["dataset"]).expanduser()
+        if source.is_file():
+            files.append(source)
+        elif source.is_dir():
+            files += sorted(p for p in source.iterdir() if p.is_file() and p.suffix in DATA_SUFFIXES)
+    checkpoint = task["pretrain"].get("checkpoint")
+    if stage == "pretrain" and checkpoint and Path(checkpoint).expanduser().is_dir():
+        root = Path(checkpoint).expanduser()
+        files += sorted(p for p in root.rglob("*") if p.is_file() and ".cache" not in p.parts)
+    return [str(p.resolve()) for p in files]
