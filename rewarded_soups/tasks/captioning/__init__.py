@@ -51,7 +51,7 @@ log = logging.getLogger(__name__)
 def _splits(data: dict[str, Any], seed: int):
     from rewarded_soups.tasks.captioning.data import make_splits
 
-    if data["source"] == "datasets":
+    if data.get("source") == "datasets":
         from rewarded_soups.tasks.captioning.data import real_splits
 
         return real_splits(data, seed)

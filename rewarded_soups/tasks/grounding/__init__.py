@@ -50,7 +50,7 @@ def check_settings(task: dict[str, Any]) -> None:
 def _splits(data: dict[str, Any], seed: int):
     from rewarded_soups.tasks.grounding.data import make_splits
 
-    if data["source"] == "datasets":
+    if data.get("source") == "datasets":
         from rewarded_soups.tasks.grounding.data import real_splits
 
         return real_splits(data, seed)

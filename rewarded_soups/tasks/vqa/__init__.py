@@ -50,7 +50,7 @@ log = logging.getLogger(__name__)
 def _splits(data: dict[str, Any], seed: int):
     from rewarded_soups.tasks.vqa.data import make_splits
 
-    if data["source"] == "datasets":
+    if data.get("source") == "datasets":
         from rewarded_soups.tasks.vqa.data import real_splits
 
         return real_splits(data, seed)
@@ -65,7 +65,7 @@ def _rl_questions(data: dict[str, Any], n: int, seed: int):
     from rewarded_soups.data.splits import held_out_seed
     from rewarded_soups.tasks.vqa.data import make_set
 
-    if not n or data["source"] == "datasets":  # real data: the configured training split
+    if not n or data.get("source") == "datasets":  # real data: the configured training split
         return _splits(data, seed).train
     return make_set(n, held_out_seed(seed), data["image_size"], data["answers"])
 

@@ -99,8 +99,9 @@ def finetune(
 
 def check_settings(task: dict[str, Any]) -> None:
     """What a pretrained θ0 rules out, before any job."""
+    source = task["data"].get("source", "shapes")
     if not task["pretrain"].get("checkpoint"):
-        if task["data"]["source"] == "datasets":
+        if source == "datasets":
             raise ValueError(
                 "data.source: real data (datasets) needs a pretrained model: set pretrain.checkpoint to a hub id or "
                 "local directory (the small model reads only the generated shapes)"
@@ -108,15 +109,15 @@ def check_settings(task: dict[str, Any]) -> None:
         return
     if task.get("theta0"):
         raise ValueError("theta0 and pretrain.checkpoint both name θ0: set theta0 to null to start from the checkpoint")
-    if task["data"]["source"] == "shapes":
+    if source == "shapes":
         log.info("pretrain.checkpoint with data.source shapes: the model is fine-tuned on the generated scenes")
-    if task["data"]["source"] == "datasets" and not task["data"].get("dataset"):
+    if source == "datasets" and not task["data"].get("dataset"):
         raise ValueError("data.dataset: data.source is datasets, so name a hub id or local file(s)")
     baselines = task.get("baselines", {})
     for name in ("ensemble", "wise"):
         if baselines.get(name):
             raise ValueError(f"baselines.{name}: not available with pretrain.checkpoint; set it to false")
-    if task["merge"]["method"] == "fisher":
+    if task.get("merge", {}).get("method") == "fisher":
         raise ValueError("merge.method fisher: not available with pretrain.checkpoint (no Fisher for these models yet)")
 
 
@@ -130,7 +131,7 @@ def local_inputs(task: dict[str, Any], stage: str, rewards: list[str]) -> list[s
     """
     files: list[Path] = []
     data = task["data"]
-    if data["source"] == "datasets" and stage in ("pretrain", "finetune", "generate"):
+    if data.get("source") == "datasets" and stage in ("pretrain", "finetune", "generate"):
         source = Path(data["dataset"]).expanduser()
         if source.is_file():
             files.append(source)
