@@ -70,7 +70,12 @@ def _on_pair(table: pd.DataFrame, rewards: Sequence[str], pair: Sequence[str]) -
 
 
 def pair_summary(
-    table: pd.DataFrame, rewards: Sequence[str], pair: Sequence[str], sem: pd.DataFrame | None = None
+    table: pd.DataFrame,
+    rewards: Sequence[str],
+    pair: Sequence[str],
+    sem: pd.DataFrame | None = None,
+    per_sample: pd.DataFrame | None = None,
+    seed: int = 0,
 ) -> dict[str, Any]:
     """The front of two rewards (the paper's N=2 figures inside an N-reward task).
 
@@ -103,8 +108,15 @@ def pair_summary(
     methods = method_kinds(table)
     groups |= {kind: pd.concat([experts, soups_of(kind)]) for kind in methods}
     present = {"rs", "morl", *methods} | {k for k in ("ensemble", "wise") if (table["kind"] == k).any()}
+    paired = None
+    if per_sample is not None and len(per_sample):
+        from rewarded_soups.paired import pair_intervals
+
+        init = list(table.index[table["kind"] == "init"])
+        paired = pair_intervals(per_sample, experts, soups_of("soup"), groups["morl"], init, pair, ref, seed=seed)
     return {
         "rewards": pair,
+        "paired": paired,
         "lmc": lmc_of("soup"),
         "hypervolume": {k: hypervolume(g[pair].to_numpy(float), ref) for k, g in groups.items() if k in present}
         | {"reference": [float(x) for x in ref], "reference_rule": REFERENCE_RULE},
@@ -139,8 +151,14 @@ def summarise(
     timings: dict[str, float] | None = None,
     pairs: Sequence[Sequence[str]] = (),
     preferences: Sequence[dict[str, float]] = (),
+    per_sample: pd.DataFrame | None = None,
+    seed: int = 0,
 ) -> dict[str, Any]:
     """Summary of one task's scores over the trained ``rewards``.
+
+    With ``per_sample`` (every model's value on every input), ``paired`` holds
+    the paired intervals of every comparison (:mod:`rewarded_soups.paired`),
+    bootstrapped from ``seed``.
 
     ``reference`` overrides the hypervolume reference point (one value per
     reward); by default it follows :data:`REFERENCE_RULE`. With validation
@@ -161,6 +179,11 @@ def summarise(
     rs = rs_table(table, rewards)
     rs_points = rs[rewards].to_numpy(float)
     morl_points = morl[rewards].to_numpy(float)
+    paired = None
+    if per_sample is not None and len(per_sample):
+        from rewarded_soups.paired import paired_summary
+
+        paired = paired_summary(per_sample, table, rewards, experts, soups, morl, ref, seed=seed)
     return {
         "rewards": rewards,
         "models": {
@@ -185,9 +208,10 @@ def summarise(
         },
         "preferences": [select(scores, mu, rewards) for mu in preferences] if validated else [],
         "advantage": [a for p in pairs if validated and (a := expected_advantage(scores, p, rewards))],
-        "pairs": [pair_summary(table, rewards, p, sem) for p in pairs],
+        "pairs": [pair_summary(table, rewards, p, sem, per_sample, seed) for p in pairs],
         "uniform_soup": uniform_soup_comparison(table, rewards),
         "methods": _methods_summary(table, experts, rewards, ref, sem),
+        "paired": paired,
         "timings": timings or {},
     }
 

@@ -42,6 +42,48 @@ def read_score_files(paths: Iterable[str | Path]) -> pd.DataFrame:
     )
 
 
+PER_SAMPLE_COLUMNS = ["model", "reward", "split", "sample", "value"]
+
+
+def read_per_sample(paths: Iterable[str | Path]) -> pd.DataFrame:
+    """Every per-sample value of the score files, long: (model, reward, split, sample, value); sample i is
+    input i of the split for every model. Files of scorers that kept none give no rows."""
+    frames = []
+    for path in paths:
+        with open(path) as fh:
+            records = json.load(fh)
+        for record in records if isinstance(records, list) else [records]:
+            for split, values in record["splits"].items():
+                if "values" not in values:
+                    continue
+                column = np.array([np.nan if v is None else v for v in values["values"]], dtype=float)
+                frames.append(
+                    pd.DataFrame(
+                        {
+                            "model": record["model"],
+                            "reward": record["reward"],
+                            "split": split,
+                            "sample": np.arange(len(column)),
+                            "value": column,
+                        }
+                    )
+                )
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=PER_SAMPLE_COLUMNS)
+
+
+def per_sample_matrix(
+    per_sample: pd.DataFrame, models: Sequence[str], rewards: Sequence[str], split: str
+) -> np.ndarray:
+    """models × samples × rewards values of one split (NaN where a reward does not apply)."""
+    table = per_sample[per_sample["split"] == split].pivot_table(
+        index=["model", "sample"], columns="reward", values="value", dropna=False
+    )
+    missing = [m for m in models if m not in table.index.get_level_values(0)]
+    if missing:
+        raise ValueError(f"no per-sample scores for models {missing} (split {split}); rerun their score jobs")
+    return np.stack([table.loc[m][list(rewards)].to_numpy(float) for m in models])
+
+
 def of_split(scores: pd.DataFrame, split: str) -> pd.DataFrame:
     """Rows of one split; a table written before splits existed holds test rows only."""
     if "split" not in scores.columns:

@@ -6,6 +6,7 @@
 rule summary:
     input:
         scores="results/{task}/scores.csv",
+        per_sample="results/{task}/scores_per_sample.csv.gz",
         pretrain="results/{task}/pretrain/metrics.json",
         runs=training_dirs,
     output:
@@ -21,6 +22,7 @@ rule summary:
         reference=lambda w: TASKS[w.task]["analysis"]["reference"],
         pairs=lambda w: plan.front_pairs(TASKS[w.task]),
         preferences=lambda w: plan.preferences(TASKS[w.task]),
+        seed=SEED,
         code=package_code("rewarded_soups.analysis:summarise"),
     log:
         "logs/{task}/summary.log",

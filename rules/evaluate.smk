@@ -61,9 +61,10 @@ rule scores_table:
     input:
         score_files,
     output:
-        "results/{task}/scores.csv",
+        scores="results/{task}/scores.csv",
+        per_sample="results/{task}/scores_per_sample.csv.gz",
     params:
-        code=package_code("rewarded_soups.scores:read_score_files"),
+        code=package_code("rewarded_soups.scores:read_score_files", "rewarded_soups.scores:read_per_sample"),
     log:
         "logs/{task}/scores_table.log",
     benchmark:

@@ -28,10 +28,10 @@ with logged(snakemake) as log:
         per_split = stages.score(task, samples, reward, base_dir=Path(snakemake.input.base), threads=snakemake.threads)
         splits = {}
         for split in EVALUATION_SPLITS:
-            values = np.asarray(per_split[split], dtype=float)
+            every = np.asarray(per_split[split], dtype=float)
             # NaN: the reward does not apply to that sample (grounding accuracy on small objects, for a
             # large target); the mean, spread and count are over the samples it applies to.
-            values = values[~np.isnan(values)]
+            values = every[~np.isnan(every)]
             if not len(values):
                 raise ValueError(
                     f"reward {name!r} applies to none of the {len(per_split[split])} {split} samples of model "
@@ -41,6 +41,8 @@ with logged(snakemake) as log:
                 "mean": float(values.mean()),
                 "std": float(values.std(ddof=1)) if len(values) > 1 else 0.0,
                 "n": len(values),
+                # Sample i is input i of the split for every model (paired statistics); null where NaN.
+                "values": [None if np.isnan(v) else float(v) for v in every],
             }
         row = {
             "model": snakemake.wildcards.model,

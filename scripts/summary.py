@@ -28,8 +28,21 @@ with logged(snakemake) as log:
         timings=timings,
         pairs=snakemake.params.pairs,
         preferences=snakemake.params.preferences,
+        per_sample=pd.read_csv(snakemake.input.per_sample),
+        seed=snakemake.params.seed,
     )
     summary = {"task": snakemake.wildcards.task, **summary, "metrics": list(snakemake.params.metrics)}
     summary["pretrain"] = read_json(snakemake.input.pretrain)
     log.info("LMC %s, hypervolume %s", summary["lmc"], summary["hypervolume"])
+    if summary["paired"]:
+        paired = summary["paired"]
+        log.info("LMC classes from paired intervals %s (unpaired %s)", paired["lmc"]["classes"],
+                 paired["lmc"]["classes_unpaired"])  # fmt: skip
+        for expert in paired["experts"]:
+            if not expert["learned"]:
+                gain = expert["gain"][expert["reward"]]
+                log.warning(
+                    "expert %s did not learn: gain on %s %+.4g [%+.4g, %+.4g] (paired 95%%)",
+                    expert["expert"], expert["reward"], gain["estimate"], gain["low"], gain["high"],
+                )  # fmt: skip
     write_json(snakemake.output[0], summary)
