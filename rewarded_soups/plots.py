@@ -109,6 +109,47 @@ def pair_lmc(scores: pd.DataFrame, rewards: Sequence[str], pair: Sequence[str]) 
     return lmc_report(experts, soups, pair, standard_errors(scores))
 
 
+def figure_intervals(
+    scores: pd.DataFrame, per_sample: pd.DataFrame | None, rewards: Sequence[str], pair: Sequence[str], seed: int = 0
+) -> dict | None:
+    """The pair's paired statistics (:func:`rewarded_soups.paired.pair_intervals`) for a figure, or None without
+    per-sample scores."""
+    if per_sample is None or not len(per_sample):
+        return None
+    from rewarded_soups.paired import pair_intervals
+    from rewarded_soups.pareto import auto_reference
+
+    table = wide(scores)
+    curve = edge_curve(table, rewards, pair)
+    experts = curve[curve["kind"] == "expert"].sort_values("lam", ascending=False)
+    soups = curve[curve["kind"] == "soup"]
+    if len(experts) != 2:
+        return None
+    morl = morl_points(table, rewards, pair)
+    init = list(table.index[table["kind"] == "init"])
+    reference = auto_reference(table[list(pair)].to_numpy(float))
+    return pair_intervals(per_sample, experts, soups, morl, init, pair, reference, seed=seed)
+
+
+def paired_caption(intervals: dict | None) -> str:
+    """LMC classes from the paired intervals, and RS − MORL hypervolume with its interval."""
+    if not intervals:
+        return ""
+    classes = intervals["lmc"]["classes"]
+    n = sum(classes.values())
+    parts = [f"LMC (paired 95%): holds {classes['holds']}/{n}, undecided {classes['undecided']}/{n}, "
+             f"fails {classes['fails']}/{n}"]  # fmt: skip
+    difference = intervals["hypervolume"].get("rs_minus_morl")
+    if difference:
+        parts.append(
+            f"hypervolume RS − MORL {difference['estimate']:+.3g} [{difference['low']:+.3g}, {difference['high']:+.3g}]"
+        )
+    not_learned = [e["expert"].removeprefix("expert-") for e in intervals["experts"] if not e["learned"]]
+    if not_learned:
+        parts.append("did not learn: " + ", ".join(not_learned))
+    return "; ".join(parts)
+
+
 def lmc_caption(lmc: dict | None) -> str:
     if not lmc:
         return ""
@@ -126,18 +167,27 @@ def plot_front(
     *,
     title: str = "",
     dpi: int = 150,
+    per_sample: pd.DataFrame | None = None,
+    seed: int = 0,
 ) -> dict[str, list[tuple[float, float]]]:
-    """Draw the front; return what was drawn: each legend entry's (x, y) points, for checking the figure."""
+    """Draw the front; return what was drawn: each legend entry's (x, y) points, for checking the figure.
+
+    With ``per_sample``, each soup's bars are the paired 95% interval of its margin over the experts' line
+    (placed at the soup), the caption gives the paired LMC classes and RS − MORL, and an expert that did not
+    learn is drawn hollow.
+    """
     x, y = axes
     table = wide(scores)
     curve = edge_curve(table, rewards, axes)
+    intervals = figure_intervals(scores, per_sample, rewards, axes, seed)
     sns.set_theme(style="whitegrid", context="notebook")
     fig, ax = plt.subplots(figsize=(6.4, 5.2))
     experts = curve[curve["kind"] == "expert"]
     if len(experts) == 2:
         ax.plot(experts[x], experts[y], "--", color=PALETTE["line"], lw=1.2, label="linear interpolation of rewards")
-    _draw_soups(ax, curve, standard_errors(scores), x, y)
-    _draw_experts(ax, experts, x, y)
+    _draw_soups(ax, curve, standard_errors(scores), x, y, intervals)
+    not_learned = {e["expert"] for e in intervals["experts"] if not e["learned"]} if intervals else set()
+    _draw_experts(ax, experts, x, y, not_learned)
     _draw_morl(ax, morl_points(table, rewards, axes), x, y)
     _draw_baselines(ax, baseline_curves(table, rewards, axes), x, y)
     init = table[table["kind"] == "init"]
@@ -146,10 +196,10 @@ def plot_front(
     ax.set_xlabel(f"{x} (higher is better)")
     ax.set_ylabel(f"{y} (higher is better)")
     ax.set_title(f"{title}: Pareto front of rewarded soups" if title else "Pareto front of rewarded soups")
-    caption = lmc_caption(pair_lmc(scores, rewards, axes))
+    caption = paired_caption(intervals) or lmc_caption(pair_lmc(scores, rewards, axes))
     if caption:
         # Under the x label: inside the axes the legend could hide it.
-        ax.text(0.0, -0.13, caption, transform=ax.transAxes, fontsize=7, color="#444444", va="top")
+        ax.text(0.0, -0.13, caption, transform=ax.transAxes, fontsize=7, color="#444444", va="top", wrap=True)
     ax.legend(fontsize=8, loc="best", frameon=True)
     fig.tight_layout()
     Path(out).parent.mkdir(parents=True, exist_ok=True)
@@ -159,18 +209,25 @@ def plot_front(
     return drawn
 
 
-def _draw_soups(ax, curve: pd.DataFrame, sem: pd.DataFrame, x: str, y: str) -> None:
-    """The RS curve labelled by λ, with ±1 standard error of the evaluation means (a gap against noise)."""
-    ax.errorbar(
-        curve[x],
-        curve[y],
-        xerr=sem.loc[curve.index, x],
-        yerr=sem.loc[curve.index, y],
-        fmt="none",
-        ecolor=PALETTE["soup"],
-        alpha=0.35,
-        lw=1,
-    )
+def margin_bars(curve: pd.DataFrame, intervals: dict, column: str) -> np.ndarray:
+    """2 × points error bars of ``column``: each soup's paired margin interval around its score (experts: 0)."""
+    margins = {p["model"]: p["margins"][column] for p in intervals["lmc"]["points"]}
+    bars = np.zeros((2, len(curve)))
+    for k, model in enumerate(curve.index):
+        if model in margins:
+            m = margins[model]
+            bars[:, k] = (m["estimate"] - m["low"], m["high"] - m["estimate"])
+    return bars
+
+
+def _draw_soups(ax, curve: pd.DataFrame, sem: pd.DataFrame, x: str, y: str, intervals: dict | None = None) -> None:
+    """The RS curve labelled by λ, with the paired 95% interval of each soup's margin over the experts' line
+    (without per-sample scores: ±1 standard error of the evaluation means)."""
+    if intervals:
+        xerr, yerr = margin_bars(curve, intervals, x), margin_bars(curve, intervals, y)
+    else:
+        xerr, yerr = sem.loc[curve.index, x], sem.loc[curve.index, y]
+    ax.errorbar(curve[x], curve[y], xerr=xerr, yerr=yerr, fmt="none", ecolor=PALETTE["soup"], alpha=0.45, lw=1)
     ax.plot(
         curve[x],
         curve[y],
@@ -187,13 +244,19 @@ def _draw_soups(ax, curve: pd.DataFrame, sem: pd.DataFrame, x: str, y: str) -> N
         )
 
 
-def _draw_experts(ax, experts: pd.DataFrame, x: str, y: str) -> None:
+def _draw_experts(ax, experts: pd.DataFrame, x: str, y: str, not_learned: set[str] = frozenset()) -> None:
+    """Experts as stars; one whose own-reward gain over θ0 is not significant is hollow and says so."""
+    learned = experts[~experts.index.isin(not_learned)]
     ax.scatter(
-        experts[x], experts[y], marker="*", s=260, color=PALETTE["expert"], edgecolor="k", zorder=4, label="experts θ_i"
+        learned[x], learned[y], marker="*", s=260, color=PALETTE["expert"], edgecolor="k", zorder=4, label="experts θ_i"
     )
+    flagged = experts[experts.index.isin(not_learned)]
+    if len(flagged):
+        ax.scatter(flagged[x], flagged[y], marker="*", s=260, facecolor="none", edgecolor=PALETTE["expert"], lw=1.5,
+                   zorder=4, label="expert that did not learn (paired 95%)")  # fmt: skip
     for name, row in experts.iterrows():
         ax.annotate(
-            name.removeprefix("expert-"),
+            name.removeprefix("expert-") + (" (did not learn)" if name in not_learned else ""),
             (row[x], row[y]),
             textcoords="offset points",
             xytext=(-10, -14),
@@ -256,15 +319,20 @@ def plot_lambda_curves(
     pair: Sequence[str] | None = None,
     title: str = "",
     dpi: int = 150,
+    per_sample: pd.DataFrame | None = None,
+    seed: int = 0,
 ) -> dict[str, dict[str, list[tuple[float, float]]]]:
     """One panel per reward and metric against λ (the weight of ``pair[0]``) along the soups between
-    the pair's experts (default the first two rewards); MORL runs of that pair at their μ.
+    the pair's experts (default the first two rewards); MORL runs of that pair at their μ. The band: the
+    paired 95% interval of each soup's margin over the experts' line on the pair's rewards (with
+    ``per_sample``), else ±1 standard error.
 
     Returns what each panel drew (panel -> legend entry -> points), for checking the figure.
     """
     pair = list(pair or rewards[:2])
     table = wide(scores)
     sem = standard_errors(scores)
+    intervals = figure_intervals(scores, per_sample, rewards, pair, seed)
     curve = edge_curve(table, rewards, pair)
     morl = morl_points(table, rewards, pair)
     init = table[table["kind"] == "init"]
@@ -272,9 +340,11 @@ def plot_lambda_curves(
     sns.set_theme(style="whitegrid", context="notebook")
     fig, axs = plt.subplots(1, len(columns), figsize=(3.6 * len(columns), 3.4), squeeze=False)
     for ax, col in zip(axs[0], columns):
-        ax.plot(curve["lam"], curve[col], "-o", color=PALETTE["soup"], ms=4, label="RS (±1 s.e.)")
-        err = sem.loc[curve.index, col]
-        ax.fill_between(curve["lam"], curve[col] - err, curve[col] + err, color=PALETTE["soup"], alpha=0.2, lw=0)
+        paired = intervals is not None and col in pair
+        band = "paired 95% of the margin" if paired else "±1 s.e."
+        ax.plot(curve["lam"], curve[col], "-o", color=PALETTE["soup"], ms=4, label=f"RS ({band})")
+        low, high = margin_bars(curve, intervals, col) if paired else (sem.loc[curve.index, col],) * 2
+        ax.fill_between(curve["lam"], curve[col] - low, curve[col] + high, color=PALETTE["soup"], alpha=0.2, lw=0)
         ends = curve[curve["kind"] == "expert"]
         if len(ends) == 2:
             ax.plot(ends["lam"], ends[col], "--", color=PALETTE["line"], lw=1, label="linear")
@@ -289,7 +359,7 @@ def plot_lambda_curves(
         ax.set_title(f"{col} ({better} is better)", fontsize=10)
         ax.set_xlabel(f"λ (weight of {pair[0]}; 1 − λ of {pair[1]})")
     axs[0][0].legend(fontsize=7)
-    caption = lmc_caption(pair_lmc(scores, rewards, pair))
+    caption = paired_caption(intervals) or lmc_caption(pair_lmc(scores, rewards, pair))
     heading = f"{title}: rewards from {pair[1]} (λ=0) to {pair[0]} (λ=1)" if title else ""
     if heading or caption:
         fig.suptitle("\n".join(t for t in (heading, caption) if t), fontsize=10)

@@ -37,6 +37,7 @@ rule summary:
 rule figures:
     input:
         scores="results/{task}/scores.csv",
+        per_sample="results/{task}/scores_per_sample.csv.gz",
     output:
         front=report(
             "results/{task}/figures/front-{pair}.{fmt}",
@@ -57,6 +58,7 @@ rule figures:
         metrics=lambda w: {name: m["kind"] for name, m in sorted(TASKS[w.task]["metrics"].items())},
         pair=lambda w: w.pair.split("-"),
         dpi=lambda w: TASKS[w.task]["plots"]["dpi"],
+        seed=SEED,
         code=package_code("rewarded_soups.plots:plot_front", "rewarded_soups.plots:plot_lambda_curves"),
     log:
         "logs/{task}/figures_{pair}_{fmt}.log",

@@ -16,15 +16,11 @@ from rewarded_soups.workflow import logged
 
 with logged(snakemake):
     scores = pd.read_csv(snakemake.input.scores, keep_default_na=False)
+    per_sample = pd.read_csv(snakemake.input.per_sample)
     title = snakemake.wildcards.task
     pair = list(snakemake.params.pair)
-    plot_front(scores, snakemake.params.rewards, pair, snakemake.output.front, title=title, dpi=snakemake.params.dpi)
+    common = {"title": title, "dpi": snakemake.params.dpi, "per_sample": per_sample, "seed": snakemake.params.seed}
+    plot_front(scores, snakemake.params.rewards, pair, snakemake.output.front, **common)
     plot_lambda_curves(
-        scores,
-        snakemake.params.rewards,
-        snakemake.params.metrics,
-        snakemake.output.curves,
-        pair=pair,
-        title=title,
-        dpi=snakemake.params.dpi,
+        scores, snakemake.params.rewards, snakemake.params.metrics, snakemake.output.curves, pair=pair, **common
     )
