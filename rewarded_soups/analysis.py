@@ -179,11 +179,19 @@ def summarise(
     rs = rs_table(table, rewards)
     rs_points = rs[rewards].to_numpy(float)
     morl_points = morl[rewards].to_numpy(float)
+    preferences_ = [select(scores, mu, rewards) for mu in preferences] if validated else []
+    advantage = [a for p in pairs if validated and (a := expected_advantage(scores, p, rewards))]
     paired = None
     if per_sample is not None and len(per_sample):
-        from rewarded_soups.paired import paired_summary
+        from rewarded_soups.paired import advantage_intervals, paired_summary, preference_intervals
 
         paired = paired_summary(per_sample, table, rewards, experts, soups, morl, ref, seed=seed)
+        paired["preferences"] = preference_intervals(per_sample, preferences_, rewards, seed=seed)
+        validation = wide(scores, SELECTION_SPLIT) if validated else None
+        paired["advantage"] = [
+            {"rewards": a["rewards"], "by_M": advantage_intervals(per_sample, validation, a, seed=seed)}
+            for a in advantage
+        ]
     return {
         "rewards": rewards,
         "models": {
@@ -206,8 +214,8 @@ def summarise(
             "rs_front": list(rs.index[pareto_front(rs_points)]) if len(rs_points) else [],
             "morl_front": list(morl.index[pareto_front(morl_points)]) if len(morl_points) else [],
         },
-        "preferences": [select(scores, mu, rewards) for mu in preferences] if validated else [],
-        "advantage": [a for p in pairs if validated and (a := expected_advantage(scores, p, rewards))],
+        "preferences": preferences_,
+        "advantage": advantage,
         "pairs": [pair_summary(table, rewards, p, sem, per_sample, seed) for p in pairs],
         "uniform_soup": uniform_soup_comparison(table, rewards),
         "methods": _methods_summary(table, experts, rewards, ref, sem),

@@ -91,7 +91,14 @@ def test_summary_gives_paired_intervals_and_flags_an_expert_that_did_not_learn()
                     pd.DataFrame({"model": name, "reward": reward, "split": split, "sample": range(n), "value": column})
                 )
     scores = pd.DataFrame(rows, columns=["model", "kind", "weights", "reward", "split", "mean", "std", "n"])
-    summary = summarise(scores, ["a", "b"], per_sample=pd.concat(per_sample), seed=0)
+    summary = summarise(
+        scores,
+        ["a", "b"],
+        per_sample=pd.concat(per_sample),
+        seed=0,
+        pairs=[["a", "b"]],
+        preferences=[{"a": 0.5, "b": 0.5}],
+    )
     paired = summary["paired"]
     learned = {e["expert"]: e["learned"] for e in paired["experts"]}
     assert learned == {"expert-a": True, "expert-b": False}
@@ -101,3 +108,12 @@ def test_summary_gives_paired_intervals_and_flags_an_expert_that_did_not_learn()
     assert set(paired["hypervolume"]) == {"rs", "morl", "rs_minus_morl"}
     gain = paired["experts"][0]["gain"]["a"]
     assert gain["low"] > 0.25 and gain["high"] < 0.35
+    # Lemma 1's choice against MORL(μ̂) and λ = μ̂, and Figure 8's advantage per M, with paired intervals.
+    (preference,) = paired["preferences"]
+    assert {"selected_minus_morl", "selected_minus_at_preference"} <= set(preference)
+    for key in ("selected_minus_morl", "selected_minus_at_preference"):
+        interval = preference[key]
+        assert interval["low"] <= interval["estimate"] <= interval["high"]
+    (advantage,) = paired["advantage"]
+    assert [a["M"] for a in advantage["by_M"]] == summary["advantage"][0]["M"]
+    assert summary["pairs"][0]["paired"]["lmc"]["classes"]
