@@ -95,6 +95,18 @@ def test_every_artifact_is_written(run):
     for reward in ("sentiment", "concise"):
         assert point["margins"][reward] == pytest.approx(wide.loc[point["model"], reward] - line[reward], abs=2e-6)
     assert lmc["holds_fraction"] == float(lmc["classes"] == ["holds"])
+    # Per-sample scores (sample i = input i for every model) and the paired intervals built from them.
+    per_sample = pd.read_csv(results / "scores_per_sample.csv.gz")
+    assert len(per_sample) == 5 * 3 * (16 + 8)
+    mean = per_sample.query("model == 'init' and reward == 'concise' and split == 'test'")["value"].mean()
+    assert mean == pytest.approx(wide.loc["init", "concise"], abs=2e-6)
+    paired = summary["paired"]
+    margin = paired["lmc"]["points"][0]["margins"]["concise"]
+    assert margin["estimate"] == pytest.approx(point["margins"]["concise"], abs=1e-5)
+    assert margin["low"] <= margin["estimate"] <= margin["high"]
+    assert paired["lmc"]["points"][0]["class"] in ("holds", "undecided", "fails")
+    assert {e["expert"] for e in paired["experts"]} == {"expert-sentiment", "expert-concise"}
+    assert set(paired["hypervolume"]) == {"rs", "morl", "rs_minus_morl"}
     assert lmc["holds_within_noise_fraction"] == float(lmc["classes"] != ["fails"])
     assert len(summary["hypervolume"]["reference"]) == 2
     assert summary["pretrain"]["valid_perplexity"] > 1
