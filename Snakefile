@@ -60,3 +60,4 @@ rule all:
 rule regenerate:
     input:
         analysis_targets(),
+        seeds_targets(),

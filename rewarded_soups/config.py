@@ -60,6 +60,10 @@ def validate_config(config: dict[str, Any], schema: Path = GENERIC_SCHEMA) -> di
     # that lacked the key; unshare them so one task's filled-in defaults never
     # leak into another's.
     config["tasks"] = {name: copy.deepcopy(task) for name, task in config["tasks"].items()}
+    if config.get("seeds") and config["seed"] not in config["seeds"]:
+        raise ConfigError(
+            f"seeds {config['seeds']} must hold seed ({config['seed']}): it trains θ0 and the first replicate"
+        )
     if not any(task.get("enabled", True) for task in config["tasks"].values()):
         raise ConfigError(
             f"tasks: every task is off (enabled: false): {sorted(config['tasks'])}; set enabled: true on one"

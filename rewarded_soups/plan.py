@@ -300,3 +300,32 @@ def qualitative_models(task: dict[str, Any]) -> list[Model]:
         elif m.kind == "expert":
             chosen.append(m)
     return sorted(chosen, key=lambda m: -m.mix.get(names[0], 2.0))
+
+
+REPLICATE_OF = "replicate_of"  # keys a replicate task adds to its base task's config entry
+REPLICATE_SEED = "replicate_seed"
+
+
+def replicate_name(task: str, seed: int) -> str:
+    """The name of ``task``'s replicate with training seed ``seed`` (its results: results/<name>/)."""
+    return f"{task}_seed{seed}"
+
+
+def with_replicates(tasks: dict[str, dict[str, Any]], seed: int, seeds: list[int] | None) -> dict[str, dict[str, Any]]:
+    """``tasks`` and, for every other seed of ``seeds``, a replicate of each: the same config, θ0 copied from
+    the task's own, fine-tuning, MORL, soups and evaluation with that training seed (the data keep ``seed``)."""
+    import copy
+
+    out = dict(tasks)
+    for other in [s for s in seeds or [] if s != seed]:
+        for name, task in tasks.items():
+            replicate = replicate_name(name, other)
+            if replicate in out:
+                raise ValueError(f"seeds: the replicate {replicate!r} of task {name!r} is also a task's name")
+            out[replicate] = copy.deepcopy(task) | {"theta0": None, REPLICATE_OF: name, REPLICATE_SEED: other}
+    return out
+
+
+def replicates(tasks: dict[str, dict[str, Any]], name: str) -> list[str]:
+    """The replicates of task ``name`` among ``tasks`` (none for a replicate itself)."""
+    return [n for n, t in tasks.items() if t.get(REPLICATE_OF) == name]

@@ -55,9 +55,13 @@ def finetune(
     *,
     seed: int,
     threads: int,
+    data_seed: int | None = None,
 ) -> dict[str, Any]:
-    """An expert (one weight 1) or a MORL run; its metrics go to ``TRAIN_METRICS`` in ``out_dir``."""
-    run = Run(Path(base_dir), Path(out_dir), dict(rewards), dict(weights), settings, seed, threads)
+    """An expert (one weight 1) or a MORL run; its metrics go to ``TRAIN_METRICS`` in ``out_dir``.
+
+    ``data_seed`` (default ``seed``) picks the data; ``seed`` the training's randomness (:class:`Run`).
+    """
+    run = Run(Path(base_dir), Path(out_dir), dict(rewards), dict(weights), settings, seed, threads, data_seed)
     log.info("fine-tuning on %s", run.describe())
     metrics = task.finetune(run)
     write_json(run.out_dir / TRAIN_METRICS, metrics)
@@ -165,11 +169,13 @@ def fisher(
     *,
     seed: int,
     threads: int,
+    data_seed: int | None = None,
 ) -> dict[str, Any]:
     """The expert's diagonal Fisher, saved under its checkpoint's file and tensor names (merge methods use it)."""
     from safetensors.torch import save_file
 
-    expert = Run(Path(base_dir), Path(expert_dir), dict(rewards), {r: 1.0 for r in rewards}, settings, seed, threads)
+    weights = {r: 1.0 for r in rewards}
+    expert = Run(Path(base_dir), Path(expert_dir), dict(rewards), weights, settings, seed, threads, data_seed)
     values = task.fisher(expert)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

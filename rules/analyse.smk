@@ -22,7 +22,7 @@ rule summary:
         reference=lambda w: TASKS[w.task]["analysis"]["reference"],
         pairs=lambda w: plan.front_pairs(TASKS[w.task]),
         preferences=lambda w: plan.preferences(TASKS[w.task]),
-        seed=SEED,
+        seed=task_seed,
         code=package_code("rewarded_soups.analysis:summarise"),
     log:
         "logs/{task}/summary.log",
@@ -58,7 +58,7 @@ rule figures:
         metrics=lambda w: {name: m["kind"] for name, m in sorted(TASKS[w.task]["metrics"].items())},
         pair=lambda w: w.pair.split("-"),
         dpi=lambda w: TASKS[w.task]["plots"]["dpi"],
-        seed=SEED,
+        seed=task_seed,
         code=package_code("rewarded_soups.plots:plot_front", "rewarded_soups.plots:plot_lambda_curves"),
     log:
         "logs/{task}/figures_{pair}_{fmt}.log",
@@ -164,3 +164,50 @@ rule qualitative:
         conda_env
     script:
         "../scripts/qualitative.py"
+
+
+# A task replicated over training seeds (config `seeds`): every seed's summary and scores together.
+rule seeds:
+    input:
+        summaries=lambda w: [f"results/{t}/summary.json" for t in seed_tasks(w.task)],
+    output:
+        "results/{task}/seeds.json",
+    params:
+        seeds=lambda w: [TASKS[t].get(plan.REPLICATE_SEED, SEED) for t in seed_tasks(w.task)],
+        code=package_code("rewarded_soups.seeds:aggregate"),
+    log:
+        "logs/{task}/seeds.log",
+    benchmark:
+        "benchmarks/{task}/seeds.tsv"
+    conda:
+        "../envs/analysis.yaml"
+    script:
+        "../scripts/seeds.py"
+
+
+rule seeds_figure:
+    input:
+        seeds="results/{task}/seeds.json",
+        scores=lambda w: [f"results/{t}/scores.csv" for t in seed_tasks(w.task)],
+    output:
+        report(
+            "results/{task}/figures/seeds-{pair}.{fmt}",
+            caption="../report/seeds.rst",
+            category="{task}",
+            subcategory="seeds",
+            labels={"pair": "{pair}"},
+        ),
+    params:
+        seeds=lambda w: [TASKS[t].get(plan.REPLICATE_SEED, SEED) for t in seed_tasks(w.task)],
+        rewards=lambda w: plan.rewards(TASKS[w.task]),
+        pair=lambda w: w.pair.split("-"),
+        dpi=lambda w: TASKS[w.task]["plots"]["dpi"],
+        code=package_code("rewarded_soups.seeds:plot_seed_fronts", "rewarded_soups.seeds:caption"),
+    log:
+        "logs/{task}/seeds_figure_{pair}_{fmt}.log",
+    benchmark:
+        "benchmarks/{task}/seeds_figure_{pair}_{fmt}.tsv"
+    conda:
+        "../envs/analysis.yaml"
+    script:
+        "../scripts/seeds_figure.py"

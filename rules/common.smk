@@ -36,9 +36,23 @@ except ConfigError as err:
 # What each source file gave the code digests, kept between runs (a no-op run parses nothing).
 codedigest.use_disk_cache(Path(".snakemake") / "rewarded_soups" / "code-digests.json")
 
-TASKS = {name: task for name, task in config["tasks"].items() if task["enabled"]}
-SPECS = {name: registry.task_spec(task["kind"]) for name, task in TASKS.items()}
 SEED = config["seed"]
+# Each enabled task, and one replicate per other seed of `seeds` (plan.with_replicates).
+TASKS = plan.with_replicates(
+    {name: task for name, task in config["tasks"].items() if task["enabled"]}, SEED, config["seeds"]
+)
+SPECS = {name: registry.task_spec(task["kind"]) for name, task in TASKS.items()}
+
+
+def task_seed(wildcards):
+    """The training seed of a task's jobs: the config's seed, or a replicate's own."""
+    return TASKS[wildcards.task].get(plan.REPLICATE_SEED, SEED)
+
+
+def replicated_theta0(wildcards):
+    """A replicate's θ0: its base task's, copied (inputs of its pretrain job)."""
+    base = TASKS[wildcards.task].get(plan.REPLICATE_OF)
+    return [f"results/{base}/pretrain/model", f"results/{base}/pretrain/metrics.json"] if base else []
 
 
 # Computed once per (task kind, stage, rewards, modules): hundreds of jobs share a few dozen digests.
@@ -110,7 +124,7 @@ def merge_settings(method):
         method_class, section = merge_methods.get(name), merge.get(name, {})
         options = {k: section[k] for k in method_class.options() if k in section}
         if method_class.needs_seed:
-            options["seed"] = SEED
+            options["seed"] = task_seed(wildcards)
         chosen = {k: merge[k] for k in ("store", "accumulate")}
         return plan.canonical(_read(wildcards.task, "merge", {"merge": {"method": name, "options": options, **chosen}}))
 
@@ -340,5 +354,21 @@ def analysis_targets():
     return targets
 
 
+def seed_tasks(name):
+    """Task ``name`` and its seed replicates, in seed order (the config's seed first)."""
+    return [name, *plan.replicates(TASKS, name)]
+
+
+def seeds_targets():
+    """seeds.json and the seeds' fronts of every task replicated over seeds."""
+    targets = []
+    for name, task in TASKS.items():
+        if plan.replicates(TASKS, name):
+            fmt = task["plots"]["format"]
+            targets += [f"results/{name}/seeds.json"]
+            targets += [f"results/{name}/figures/seeds-{a}-{b}.{fmt}" for a, b in plan.front_pairs(task)]
+    return targets
+
+
 def all_targets():
-    return [f"results/{name}/scores.csv" for name in TASKS] + analysis_targets()
+    return [f"results/{name}/scores.csv" for name in TASKS] + analysis_targets() + seeds_targets()

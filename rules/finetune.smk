@@ -11,7 +11,8 @@ rule expert:
         settings=settings("finetune"),
         rewards=lambda w: {w.reward: plan.canonical(TASKS[w.task]["rewards"][w.reward])},
         weights=lambda w: {w.reward: 1.0},
-        seed=SEED,
+        seed=task_seed,
+        data_seed=SEED,
         code=task_code("finetune"),
     threads: resource("finetune", "threads")
     # Training before evaluation when both are ready: the many short soup, generate and
@@ -40,7 +41,8 @@ use rule expert as morl with:
             r: plan.canonical(TASKS[w.task]["rewards"][r]) for r, m in parse_mix(w.mix).items() if m > 0
         },
         weights=lambda w: {r: m for r, m in parse_mix(w.mix).items() if m > 0},
-        seed=SEED,
+        seed=task_seed,
+        data_seed=SEED,
         code=task_code("finetune"),
     log:
         "logs/{task}/morl/{mix}.log",

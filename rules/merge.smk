@@ -59,7 +59,8 @@ rule fisher:
         kind=task_kind,
         settings=settings("fisher"),
         rewards=lambda w: {w.reward: plan.canonical(TASKS[w.task]["rewards"][w.reward])},
-        seed=SEED,
+        seed=task_seed,
+        data_seed=SEED,
         code=task_code("fisher"),
     threads: resource("finetune", "threads")
     resources:

@@ -2,6 +2,7 @@ rule pretrain:
     input:
         local=local_inputs("pretrain"),
         shipped=shipped_files,
+        replicated=replicated_theta0,
     output:
         model=directory("results/{task}/pretrain/model"),
         metrics="results/{task}/pretrain/metrics.json",
@@ -10,6 +11,7 @@ rule pretrain:
         settings=settings("pretrain"),
         seed=SEED,
         theta0=lambda w: TASKS[w.task]["theta0"] or "",
+        replicate_of=lambda w: TASKS[w.task].get(plan.REPLICATE_OF) or "",
         code=task_code("pretrain"),
     threads: pretrain_resource("threads")
     # Training first: see rules/finetune.smk.

@@ -23,5 +23,6 @@ with logged(snakemake) as log:
         snakemake.params.settings,
         seed=snakemake.params.seed,
         threads=snakemake.threads,
+        data_seed=snakemake.params.data_seed,
     )
     log.info("done in %.1f s; metrics: %s", metrics.get("seconds", float("nan")), sorted(metrics))

@@ -22,6 +22,7 @@ with logged(snakemake) as log:
         dict(snakemake.params.rewards),
         snakemake.params.settings,
         seed=snakemake.params.seed,
+        data_seed=snakemake.params.data_seed,
         threads=snakemake.threads,
     )
     log.info("done: %s", written)

@@ -1,5 +1,6 @@
-"""Train θ0, or copy the task's shipped θ0 (rule pretrain)."""
+"""Train θ0, or copy the task's shipped θ0 or (a seed replicate) its task's θ0 (rule pretrain)."""
 
+import shutil
 import sys
 from pathlib import Path
 
@@ -11,10 +12,17 @@ run_warm(snakemake, "pretrain.py")  # in a fork of the warm server, where torch 
 
 from rewarded_soups import stages, theta0
 from rewarded_soups.registry import load_task
-from rewarded_soups.workflow import logged, write_json
+from rewarded_soups.workflow import logged, read_json, write_json
 
 with logged(snakemake) as log:
-    if snakemake.params.theta0:
+    if snakemake.params.replicate_of:
+        # A replicate with another training seed starts from its task's θ0, byte for byte.
+        base_model, base_metrics = snakemake.input.replicated
+        shutil.copytree(base_model, snakemake.output.model)
+        metrics = read_json(base_metrics) | {"copied_from": str(Path(base_model).parent)}
+        write_json(snakemake.output.metrics, metrics)
+        log.info("θ0 copied from task %s", snakemake.params.replicate_of)
+    elif snakemake.params.theta0:
         # The workflow's directory: relative theta0 paths are relative to it.
         shipped = theta0.resolve(snakemake.params.theta0, Path(snakemake.scriptdir).parent)
         metrics = theta0.install(shipped, Path(snakemake.output.model), snakemake.output.metrics)

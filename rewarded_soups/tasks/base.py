@@ -91,6 +91,11 @@ class Run:
     the config sections the fine-tuning stage reads (data, finetune, the
     task's own keys); ``threads``: the job's CPU threads. Every run of a task
     has the same settings and seed: only the rewards and weights differ.
+
+    ``seed`` drives the training's randomness; ``data_seed`` (default ``seed``)
+    the data: which inputs are training, validation and test. A replicate of a
+    task with another seed (config ``seeds``) trains from the same θ0 on the
+    same data, so its held-out inputs stay held out.
     """
 
     base_dir: Path
@@ -100,6 +105,11 @@ class Run:
     settings: dict[str, Any]
     seed: int
     threads: int = 1
+    data_seed: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.data_seed is None:
+            object.__setattr__(self, "data_seed", self.seed)
 
     def describe(self) -> str:
         """``1·bleu1``, ``0.5·bleu1 + 0.5·rouge``: what the run trains on, for logs."""

@@ -115,7 +115,7 @@ def finetune(run: Run) -> dict[str, Any]:
     """Self-critical REINFORCE from θ0 on the training images' captions."""
     from rewarded_soups.vision_language.training import self_critical_finetune
 
-    train = _splits(run.settings["data"], run.seed).train
+    train = _splits(run.settings["data"], run.data_seed).train
     if (run.base_dir / REFERENCE_FILE).exists():
         from rewarded_soups.rewards import Scalarised
         from rewarded_soups.vision_language.pretrained import tasks as pretrained
@@ -149,7 +149,7 @@ def fisher(run: Run) -> dict[str, dict[str, Any]]:
 
     settings, seed = run.settings, run.seed
     dev = torch_device()
-    pixels = captioner.images_to_tensor(_splits(settings["data"], seed).train.images)
+    pixels = captioner.images_to_tensor(_splits(settings["data"], run.data_seed).train.images)
     n = min(settings["merge"]["fisher"]["samples"], len(pixels))
     chosen = torch.randperm(len(pixels), generator=torch.Generator().manual_seed(seed))[:n].tolist()
     model = captioner.load(run.out_dir).to(dev).eval()

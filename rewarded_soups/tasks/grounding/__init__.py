@@ -121,7 +121,7 @@ def finetune(run: Run) -> dict[str, Any]:
     from rewarded_soups.vision_language.encoder_decoder import save
 
     data, cfg = run.settings["data"], run.settings["finetune"]
-    train = _splits(data, run.seed).train
+    train = _splits(data, run.data_seed).train
     if (run.base_dir / REFERENCE_FILE).exists():
         return _finetune_pretrained(run, train)
     policy = load_model(run.base_dir, None, run.settings, threads=run.threads)

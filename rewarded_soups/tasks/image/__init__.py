@@ -132,7 +132,7 @@ def finetune(run: Run) -> dict[str, Any]:
     data, cfg, seed = run.settings["data"], run.settings["finetune"], run.seed
     pipe = load_model(run.base_dir, None, run.settings, threads=run.threads)
     # The same prompts and noise for every expert and MORL run: only the reward differs.
-    prompts, images = _sample_split(pipe, data, cfg, "finetune", cfg["n_images"], seed)
+    prompts, images = _sample_split(pipe, data, cfg, "finetune", cfg["n_images"], run.data_seed)
     with Scalarised(run.rewards, run.weights) as scalarised:
         values = scalarised.values(images, prompts)
         for name, v in values.items():
@@ -147,7 +147,7 @@ def finetune(run: Run) -> dict[str, Any]:
         reward[kept].mean(),
     )
     torch.manual_seed(seed)
-    anchor = _scenes(data, "train", data["train_scenes"], seed) if cfg["pretrain_loss_weight"] > 0 else None
+    anchor = _scenes(data, "train", data["train_scenes"], run.data_seed) if cfg["pretrain_loss_weight"] > 0 else None
     metrics = reward_weighted_finetune(
         pipe, images[kept], [prompts[i] for i in kept], loss_weights, cfg, seed=seed, anchor=anchor
     )

@@ -140,7 +140,7 @@ def finetune(run: Run) -> dict[str, Any]:
     from rewarded_soups.tasks.text.rl import finetune as train
 
     torch_threads(run.threads)
-    return train(run, _splits(run.settings, run.seed))
+    return train(run, _splits(run.settings, run.data_seed))
 
 
 def merge_spec(base_dir: Path, expert_dirs: list[Path], weights: list[float], settings: dict[str, Any]):
@@ -301,7 +301,9 @@ def fisher(run: Run) -> dict[str, Any]:
     tokenizer = policy.load_tokenizer(ref)
     model = policy.load_policy(ref, dtype=cfg["dtype"])
     model = PeftModel.from_pretrained(model, run.out_dir, is_trainable=True).to(device).eval()
-    prompts = policy.policy_prompts(prompts_of(_splits(settings, seed).train, data), tokenizer, data["chat_template"])
+    prompts = policy.policy_prompts(
+        prompts_of(_splits(settings, run.data_seed).train, data), tokenizer, data["chat_template"]
+    )
     n = min(settings["merge"]["fisher"]["samples"], len(prompts))
     chosen = torch.randperm(len(prompts), generator=torch.Generator().manual_seed(seed))[:n].tolist()
     _, max_tokens = completion_lengths(cfg["max_completion_length"])

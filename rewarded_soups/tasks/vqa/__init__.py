@@ -111,7 +111,7 @@ def finetune(run: Run) -> dict[str, Any]:
     """Self-critical REINFORCE from θ0 on questions θ0 never saw (``finetune.questions``), against their answers."""
     from rewarded_soups.vision_language.training import self_critical_finetune
 
-    train = _rl_questions(run.settings["data"], run.settings["finetune"]["questions"], run.seed)
+    train = _rl_questions(run.settings["data"], run.settings["finetune"]["questions"], run.data_seed)
     if (run.base_dir / REFERENCE_FILE).exists():
         from rewarded_soups.rewards import Scalarised
         from rewarded_soups.vision_language.pretrained import tasks as pretrained
