@@ -123,19 +123,24 @@ def unpaired_difference(
     return _interval(estimate, result)
 
 
-def paired_statistic(
-    per_model: Sequence[np.ndarray], statistic: Callable[[np.ndarray], float], *, seed: int, resamples: int = RESAMPLES
-) -> Interval:
-    """Any statistic of the models' mean scores (``statistic(means)``, means: models × rewards), with the paired
-    interval: each replicate resamples the inputs once for all models. ``per_model``: inputs × rewards arrays."""
+def paired_statistics(
+    per_model: Sequence[np.ndarray],
+    statistic: Callable[[np.ndarray], Sequence[float]],
+    *,
+    seed: int,
+    resamples: int = RESAMPLES,
+) -> list[Interval]:
+    """Statistics of the models' mean scores (``statistic(means)`` -> values; means: models × rewards), each
+    with its paired interval: every replicate resamples the inputs once, for all models and all the values.
+    ``per_model``: inputs × rewards arrays."""
     from scipy.stats import bootstrap
 
     stacked = np.stack([np.asarray(m, dtype=float) for m in per_model])  # models × inputs × rewards
-    estimate = float(statistic(_nanmean(stacked, axis=1)))
+    estimates = np.asarray(statistic(_nanmean(stacked, axis=1)), dtype=float)
     inputs = np.arange(stacked.shape[1])
 
-    def replicate(index: np.ndarray) -> float:
-        return statistic(_nanmean(stacked[:, index.astype(int)], axis=1))
+    def replicate(index: np.ndarray) -> np.ndarray:
+        return np.asarray(statistic(_nanmean(stacked[:, index.astype(int)], axis=1)), dtype=float)
 
     result = bootstrap(
         (inputs,),
@@ -146,4 +151,18 @@ def paired_statistic(
         method="percentile",
         rng=np.random.default_rng(seed),
     )
-    return _interval(estimate, result)
+    lows, highs = np.atleast_1d(result.confidence_interval.low), np.atleast_1d(result.confidence_interval.high)
+    out = []
+    for estimate, low, high in zip(estimates, lows, highs):
+        if not np.isfinite(low) or not np.isfinite(high):  # a constant statistic: every replicate equal
+            low = high = estimate
+        out.append(Interval(float(estimate), float(low), float(high)))
+    return out
+
+
+def paired_statistic(
+    per_model: Sequence[np.ndarray], statistic: Callable[[np.ndarray], float], *, seed: int, resamples: int = RESAMPLES
+) -> Interval:
+    """One statistic of the models' mean scores with its paired interval (:func:`paired_statistics`)."""
+    (interval,) = paired_statistics(per_model, lambda means: [statistic(means)], seed=seed, resamples=resamples)
+    return interval

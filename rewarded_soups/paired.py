@@ -158,21 +158,15 @@ def _hypervolumes(
     """RS and MORL hypervolumes (fixed reference) and RS − MORL, each with its paired interval."""
     if not rs or not morl:
         return {}
-    models = [*rs, *morl]
     n_rs = len(rs)
 
-    def of(kind: str):
-        def statistic(means: np.ndarray) -> float:
-            rs_hv = hypervolume(means[:n_rs], reference)
-            morl_hv = hypervolume(means[n_rs:], reference)
-            return {"rs": rs_hv, "morl": morl_hv, "difference": rs_hv - morl_hv}[kind]
+    def statistic(means: np.ndarray) -> list[float]:
+        rs_hv, morl_hv = hypervolume(means[:n_rs], reference), hypervolume(means[n_rs:], reference)
+        return [rs_hv, morl_hv, rs_hv - morl_hv]
 
-        return statistic
-
-    per_model = [values[m] for m in models]
-    out = {kind: bootstrap.paired_statistic(per_model, of(kind), seed=seed).as_dict() for kind in ("rs", "morl")}
-    out["rs_minus_morl"] = bootstrap.paired_statistic(per_model, of("difference"), seed=seed).as_dict()
-    return out
+    per_model = [values[m] for m in [*rs, *morl]]
+    intervals = bootstrap.paired_statistics(per_model, statistic, seed=seed)
+    return {key: i.as_dict() for key, i in zip(("rs", "morl", "rs_minus_morl"), intervals)}
 
 
 def pair_intervals(
@@ -242,16 +236,15 @@ def advantage_intervals(
     rs_choice = np.argmax(rs_val, axis=1)
     per_model = list(per_sample_matrix(per_sample, [*rs, *pool], pair, REPORTED_SPLIT))
 
-    def at(m: int):
-        def statistic(means: np.ndarray) -> float:
-            rs_test, pool_test = user @ means[: len(rs)].T, user @ means[len(rs) :].T
-            rs_value = rs_test[np.arange(len(mu_hat)), rs_choice]
-            morl_value = np.array([expected_best(v, t, m) for v, t in zip(pool_val, pool_test)])
-            return float((rs_value - morl_value).mean())
+    sizes = list(advantage["M"])
 
-        return statistic
+    def statistic(means: np.ndarray) -> list[float]:
+        rs_test, pool_test = user @ means[: len(rs)].T, user @ means[len(rs) :].T
+        rs_value = rs_test[np.arange(len(mu_hat)), rs_choice]
+        return [
+            float((rs_value - np.array([expected_best(v, t, m) for v, t in zip(pool_val, pool_test)])).mean())
+            for m in sizes
+        ]
 
-    return [
-        {"M": m} | bootstrap.paired_statistic(per_model, at(m), seed=seed, resamples=ADVANTAGE_RESAMPLES).as_dict()
-        for m in advantage["M"]
-    ]
+    intervals = bootstrap.paired_statistics(per_model, statistic, seed=seed, resamples=ADVANTAGE_RESAMPLES)
+    return [{"M": m} | interval.as_dict() for m, interval in zip(sizes, intervals)]
