@@ -15,4 +15,7 @@ from rewarded_soups.workflow import logged
 with logged(snakemake):
     read_score_files(snakemake.input).to_csv(snakemake.output.scores, index=False, float_format="%.6g")
     # Every model's value on every input: what paired statistics resample (compact, gzip).
-    read_per_sample(snakemake.input).to_csv(snakemake.output.per_sample, index=False, float_format="%.6g")
+    per_sample = read_per_sample(snakemake.input)
+    # mtime 0: the same values give the same bytes (gzip would stamp the time).
+    compression = {"method": "gzip", "mtime": 0}
+    per_sample.to_csv(snakemake.output.per_sample, index=False, float_format="%.6g", compression=compression)
