@@ -14,6 +14,7 @@ inputs where both sides apply.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 
@@ -44,7 +45,7 @@ class Interval:
         return self.high - self.low
 
     def sign(self) -> str:
-        """``above`` 0 (low > 0), ``below`` (high < 0), or ``undecided`` (the interval holds 0)."""
+        """``above`` 0 (low > 0), ``below`` (high < 0), or ``undecided`` (the interval holds 0, or is NaN)."""
         return "above" if self.low > 0 else "below" if self.high < 0 else "undecided"
 
     def as_dict(self) -> dict[str, float]:
@@ -59,12 +60,19 @@ def _nanmean(values: np.ndarray, axis: int = -1) -> np.ndarray:
         return np.nanmean(values, axis=axis)
 
 
+def _bounds(distribution: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Percentile bounds of bootstrap replicates (last axis), skipping replicates where a statistic is NaN (a
+    resample that holds no input a reward applies to); NaN where every replicate is (then undecided)."""
+    tail = (1 - CONFIDENCE) / 2 * 100
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN slices give NaN, as wanted
+        low, high = np.nanpercentile(distribution, [tail, 100 - tail], axis=-1)
+    return low, high
+
+
 def _interval(estimate: float, result) -> Interval:
-    ci = result.confidence_interval
-    low, high = float(ci.low), float(ci.high)
-    if not np.isfinite(low) or not np.isfinite(high):  # a constant statistic: every replicate equal
-        low = high = estimate
-    return Interval(float(estimate), low, high)
+    low, high = _bounds(np.asarray(result.bootstrap_distribution, dtype=float))
+    return Interval(float(estimate), float(low), float(high))
 
 
 def mean_interval(values: np.ndarray, *, seed: int) -> Interval:
@@ -151,13 +159,8 @@ def paired_statistics(
         method="percentile",
         rng=np.random.default_rng(seed),
     )
-    lows, highs = np.atleast_1d(result.confidence_interval.low), np.atleast_1d(result.confidence_interval.high)
-    out = []
-    for estimate, low, high in zip(estimates, lows, highs):
-        if not np.isfinite(low) or not np.isfinite(high):  # a constant statistic: every replicate equal
-            low = high = estimate
-        out.append(Interval(float(estimate), float(low), float(high)))
-    return out
+    lows, highs = _bounds(np.atleast_2d(np.asarray(result.bootstrap_distribution, dtype=float)))
+    return [Interval(float(e), float(lo), float(hi)) for e, lo, hi in zip(estimates, lows, highs)]
 
 
 def paired_statistic(

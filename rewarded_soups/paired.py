@@ -209,8 +209,10 @@ def preference_intervals(
             if not selection.get(other):
                 continue
             names = [selection["selected"]["model"], selection[other]["model"]]
-            chosen, versus = per_sample_matrix(per_sample, names, rewards, REPORTED_SPLIT) @ mu
-            entry[f"selected_minus_{other}"] = bootstrap.difference(chosen, [1.0], [versus], seed=seed).as_dict()
+            per_model = list(per_sample_matrix(per_sample, names, rewards, REPORTED_SPLIT))
+            # Each reward's mean over the inputs it applies to, then Σ μ̂_i: NaN-safe (grounding's sizes).
+            interval = bootstrap.paired_statistic(per_model, lambda m, mu=mu: float((m[0] - m[1]) @ mu), seed=seed)
+            entry[f"selected_minus_{other}"] = interval.as_dict()
         out.append(entry)
     return out
 

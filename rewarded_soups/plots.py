@@ -122,7 +122,8 @@ def figure_intervals(
     table = wide(scores)
     curve = edge_curve(table, rewards, pair)
     experts = curve[curve["kind"] == "expert"].sort_values("lam", ascending=False)
-    soups = curve[curve["kind"] == "soup"]
+    # As summary.json: the soups between the experts (an extrapolating method's λ outside [0, 1] are not).
+    soups = curve[(curve["kind"] == "soup") & curve["lam"].between(0, 1)]
     if len(experts) != 2:
         return None
     morl = morl_points(table, rewards, pair)

@@ -32,8 +32,28 @@ def between_seeds(estimates: Sequence[float]) -> dict[str, Any]:
     return {"mean": mean, "low": mean - half, "high": mean + half, "seeds": len(values)}
 
 
-def aggregate(summaries: Mapping[int, dict[str, Any]]) -> dict[str, Any]:
-    """seeds.json from each seed's summary.json (seed -> summary, with its ``paired`` section)."""
+def common_hypervolumes(scores: Mapping[int, pd.DataFrame], rewards: Sequence[str]) -> dict[int, dict[str, float]]:
+    """Each seed's RS and MORL hypervolumes against one reference point built from every seed's models (each
+    seed's summary.json uses its own), so that the seeds' values differ only by their fronts."""
+    from rewarded_soups.pareto import auto_reference, hypervolume
+    from rewarded_soups.scores import rs_table, wide
+
+    tables = {seed: wide(table) for seed, table in scores.items()}
+    reference = auto_reference(np.concatenate([t[list(rewards)].to_numpy(float) for t in tables.values()]))
+    out = {}
+    for seed, table in tables.items():
+        rs = hypervolume(rs_table(table, rewards)[list(rewards)].to_numpy(float), reference)
+        morl_points = table[table["kind"] == "morl"][list(rewards)].to_numpy(float)
+        morl = hypervolume(morl_points, reference) if len(morl_points) else float("nan")
+        out[seed] = {"rs": rs, "morl": morl, "rs_minus_morl": rs - morl, "reference": [float(r) for r in reference]}
+    return out
+
+
+def aggregate(
+    summaries: Mapping[int, dict[str, Any]], scores: Mapping[int, pd.DataFrame] | None = None
+) -> dict[str, Any]:
+    """seeds.json from each seed's summary.json (seed -> summary, with its ``paired`` section) and, for the
+    hypervolumes over seeds, each seed's scores (one reference point for all seeds)."""
     seeds = sorted(summaries)
     per_seed: dict[int, dict[str, Any]] = {}
     for seed in seeds:
@@ -57,9 +77,15 @@ def aggregate(summaries: Mapping[int, dict[str, Any]]) -> dict[str, Any]:
     across["experts_learned"] = {
         r: sum(per_seed[s]["experts"].get(r, {}).get("learned", False) for s in seeds) for r in rewards
     }
-    differences = [per_seed[s]["hypervolume"]["rs_minus_morl"]["estimate"] for s in seeds if per_seed[s]["hypervolume"]]
-    if differences:
-        across["hypervolume_rs_minus_morl"] = between_seeds(differences)
+    if scores is not None:
+        common = common_hypervolumes(scores, rewards)
+        for seed in seeds:
+            per_seed[seed]["hypervolume_common_reference"] = common[seed]
+        differences = [common[s]["rs_minus_morl"] for s in seeds if np.isfinite(common[s]["rs_minus_morl"])]
+        if differences:
+            across["hypervolume_rs_minus_morl"] = between_seeds(differences) | {
+                "reference": common[seeds[0]]["reference"]
+            }
     classes = [per_seed[s]["lmc_classes"] for s in seeds if per_seed[s]["lmc_classes"]]
     if classes:
         across["lmc_classes"] = {c: sum(k[c] for k in classes) for c in classes[0]}

@@ -170,6 +170,7 @@ rule qualitative:
 rule seeds:
     input:
         summaries=lambda w: [f"results/{t}/summary.json" for t in seed_tasks(w.task)],
+        scores=lambda w: [f"results/{t}/scores.csv" for t in seed_tasks(w.task)],
     output:
         "results/{task}/seeds.json",
     params:

@@ -158,7 +158,8 @@ def resource(stage, key):
 
 
 def pretrain_resource(key):
-    """Pre-training's threads or GPUs; a shipped θ0 is only copied: one core, no GPU.
+    """Pre-training's threads or GPUs; a shipped θ0 (or a seed replicate's, its task's) is only copied: one core,
+    no GPU.
 
     (A two-core copy job would wait for a moment when both cores are free, which a
     stream of one-core jobs rarely leaves: it held back the task's whole branch.)
@@ -166,7 +167,7 @@ def pretrain_resource(key):
     configured = resource("pretrain", key)
 
     def get(wildcards):
-        if shipped_theta0(wildcards.task) is not None:
+        if shipped_theta0(wildcards.task) is not None or TASKS[wildcards.task].get(plan.REPLICATE_OF):
             return {"threads": 1, "gpu": 0}[key]
         return configured(wildcards)
 
@@ -355,7 +356,7 @@ def analysis_targets():
 
 
 def seed_tasks(name):
-    """Task ``name`` and its seed replicates, in seed order (the config's seed first)."""
+    """Task ``name`` and its seed replicates: the config's seed first, then the order of ``seeds``."""
     return [name, *plan.replicates(TASKS, name)]
 
 

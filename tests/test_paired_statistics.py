@@ -117,3 +117,15 @@ def test_summary_gives_paired_intervals_and_flags_an_expert_that_did_not_learn()
     (advantage,) = paired["advantage"]
     assert [a["M"] for a in advantage["by_M"]] == summary["advantage"][0]["M"]
     assert summary["pairs"][0]["paired"]["lmc"]["classes"]
+
+
+def test_replicates_without_an_applicable_input_do_not_collapse_the_interval():
+    """A reward that applies to few inputs (grounding's size classes): some resamples hold none of them; the
+    interval comes from the others instead of collapsing to the point estimate (false certainty)."""
+    values = np.full(60, np.nan)
+    values[[3, 40]] = [0.0, 1.0]
+    first, second = np.zeros((60, 1)), values[:, None]
+    interval = bootstrap.paired_statistic([first, second], lambda m: m[1, 0] - m[0, 0], seed=0)
+    assert interval.estimate == pytest.approx(0.5)
+    assert interval.low == pytest.approx(0.0) and interval.high == pytest.approx(1.0)
+    assert interval.sign() == "undecided"

@@ -19,7 +19,9 @@ def merge_spec(base_dir: Path, member_dirs: list[Path], weights: list[float], se
     from rewarded_soups.vision_language.pretrained import model as pretrained
 
     if pretrained.is_pretrained(base_dir):
-        return pretrained.merge_spec(base_dir, member_dirs, weights, settings["merge"]["lora_mode"])
+        return pretrained.merge_spec(
+            base_dir, member_dirs, weights, settings.get("merge", {}).get("lora_mode", "paper")
+        )
 
     return MergeSpec(
         members=list(member_dirs), weights=list(weights), files=[WEIGHTS_FILE], copy=[CONFIG_FILE], base=Path(base_dir)

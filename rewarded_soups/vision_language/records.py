@@ -9,8 +9,9 @@ of embedded images or of paths (relative to ``data.image_root``, default the
 data's own directory), decoded by ``datasets.Image`` on access.
 
 The splits are the configured ones (``data.splits``); each is cut to
-``data.max_examples`` after a shuffle seeded by the run's seed, so every job
-of a run reads the same examples in the same order.
+``data.max_examples`` after a shuffle seeded by the data seed (the config's
+``seed``), so every job of a run, and every seed replicate, reads the same
+examples in the same order.
 """
 
 from __future__ import annotations

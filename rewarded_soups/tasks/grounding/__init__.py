@@ -210,7 +210,11 @@ def generate(policy: Any, split: str, settings: dict[str, Any], *, seed: int):
         )
     ]
     images = held_out.images
-    shown = images[: min(n, SAVED_IMAGES)] if isinstance(images, np.ndarray) else images.thumbnails(SAVED_IMAGES, 128)
+    shown = (
+        images[: min(n, SAVED_IMAGES)]
+        if isinstance(images, np.ndarray)
+        else images.thumbnails(min(n, SAVED_IMAGES), 128)
+    )
     return Samples(records, {"images": np.ascontiguousarray(shown)})
 
 

@@ -61,7 +61,8 @@ def _splits(data: dict[str, Any], seed: int):
 
 def _rl_questions(data: dict[str, Any], n: int, seed: int):
     """The RL stage's ``n`` questions: a set that θ0 never saw, as in the paper's Appendix H (``finetune.questions``);
-    with ``n = 0``, the pre-training questions again."""
+    with ``n = 0``, the pre-training questions again. Real data (``data.source: datasets``): the configured
+    training split (``finetune.questions`` does not apply; ``data.max_examples.train`` cuts it)."""
     from rewarded_soups.data.splits import held_out_seed
     from rewarded_soups.tasks.vqa.data import make_set
 

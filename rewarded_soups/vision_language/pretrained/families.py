@@ -19,6 +19,7 @@ left padding).
 
 from __future__ import annotations
 
+import copy
 from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any, ClassVar
@@ -76,13 +77,13 @@ class Family:
         return list(groups.values())
 
     def _trim(self, ids: torch.Tensor) -> torch.Tensor:
-        """A completion up to its end-of-sequence token (kept: the model learns to stop), padding dropped."""
+        """A completion up to its end-of-sequence token (kept: the model learns to stop); what follows is the
+        padding of a batch's longer completions."""
         eos = self.eos_token_ids()
         for position, token in enumerate(ids.tolist()):
             if token in eos:
                 return ids[: position + 1]
-        pad = self.tokenizer.pad_token_id
-        return ids[ids != pad] if pad is not None and pad not in eos else ids
+        return ids
 
     def eos_token_ids(self) -> set[int]:
         config = self.model.generation_config
@@ -98,24 +99,29 @@ class Family:
         out: list[torch.Tensor | None] = [None] * len(images)
         for group in self._groups(images, prompts):
             inputs = self.inputs([images[i] for i in group], None if prompts is None else [prompts[i] for i in group])
-            options = (
-                {"do_sample": True, "top_k": 0, "top_p": 1.0, "temperature": 1.0} if sample else {"do_sample": False}
-            )
-            generated = self.model.generate(**inputs, max_new_tokens=max_new_tokens, num_beams=1, **options)
+            generated = self.model.generate(**inputs, **self._decoding(max_new_tokens, sample))
             for i, ids in zip(group, self.completions_of(generated, inputs)):
                 out[i] = self._trim(ids.cpu())
         return out  # type: ignore[return-value]
 
+    def _decoding(self, max_new_tokens: int, sample: bool) -> dict[str, Any]:
+        """generate()'s options: greedy, or the model's own distribution (temperature 1, no top-k or top-p),
+        with whatever the checkpoint's generation_config would add neutralised (penalties, banned n-grams, a
+        minimum length, suppressed tokens): the log-probabilities REINFORCE follows are those of the plain
+        distribution, by teacher forcing."""
+        config = copy.deepcopy(self.model.generation_config)
+        neutral = {
+            "num_beams": 1, "repetition_penalty": 1.0, "no_repeat_ngram_size": 0, "min_length": 0,
+            "min_new_tokens": None, "suppress_tokens": None, "begin_suppress_tokens": None, "bad_words_ids": None,
+            "max_new_tokens": max_new_tokens, "max_length": None,
+        }  # fmt: skip
+        sampling = {"do_sample": True, "top_k": 0, "top_p": 1.0, "temperature": 1.0, "typical_p": 1.0}
+        for key, value in {**neutral, **(sampling if sample else {"do_sample": False})}.items():
+            setattr(config, key, value)
+        return {"generation_config": config}
+
     def decode(self, completions: Sequence[torch.Tensor]) -> list[str]:
         return [text.strip() for text in self.tokenizer.batch_decode(list(completions), skip_special_tokens=True)]
-
-    def decode_keeping_special(self, completions: Sequence[torch.Tensor]) -> list[str]:
-        """Texts with the added tokens kept (location tokens are special tokens of some tokenizers)."""
-        eos_pad = self.eos_token_ids() | {self.tokenizer.pad_token_id}
-        return [
-            self.tokenizer.decode([t for t in ids.tolist() if t not in eos_pad], skip_special_tokens=False).strip()
-            for ids in completions
-        ]
 
     def encode_targets(self, texts: Sequence[str]) -> list[torch.Tensor]:
         """Target texts as completion token ids, ended by the end-of-sequence token (for cross-entropy)."""
@@ -130,10 +136,13 @@ class Family:
         lengths = torch.zeros(len(images), device=self.device)
         for group in self._groups(images, prompts):
             inputs = self.inputs([images[i] for i in group], None if prompts is None else [prompts[i] for i in group])
+            # An empty completion (nothing generated) is scored on one padding token that counts for nothing.
             ids = [completions[i] if len(completions[i]) else torch.tensor([self._pad_id()]) for i in group]
             padded = torch.nn.utils.rnn.pad_sequence(ids, batch_first=True, padding_value=self._pad_id())
             mask = torch.nn.utils.rnn.pad_sequence(
-                [torch.ones(len(c)) for c in ids], batch_first=True, padding_value=0.0
+                [torch.full((len(c),), float(len(completions[i]) > 0)) for c, i in zip(ids, group)],
+                batch_first=True,
+                padding_value=0.0,
             ).to(self.device)
             padded = padded.to(self.device)
             logits = self.completion_logits(inputs, padded).float()
