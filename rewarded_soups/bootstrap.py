@@ -70,6 +70,21 @@ def _bounds(distribution: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return low, high
 
 
+def _replicates(samples: tuple[np.ndarray, ...], statistic: Callable, *, vectorized: bool, seed: int, resamples: int):
+    """scipy.stats.bootstrap with this module's settings (percentile, :data:`CONFIDENCE`, seeded)."""
+    from scipy.stats import bootstrap
+
+    return bootstrap(
+        samples,
+        statistic,
+        vectorized=vectorized,
+        n_resamples=resamples,
+        confidence_level=CONFIDENCE,
+        method="percentile",
+        rng=np.random.default_rng(seed),
+    )
+
+
 def _interval(estimate: float, result) -> Interval:
     low, high = _bounds(np.asarray(result.bootstrap_distribution, dtype=float))
     return Interval(float(estimate), float(low), float(high))
@@ -77,22 +92,12 @@ def _interval(estimate: float, result) -> Interval:
 
 def mean_interval(values: np.ndarray, *, seed: int) -> Interval:
     """The mean of per-sample ``values`` (NaN skipped) with its bootstrap interval."""
-    from scipy.stats import bootstrap
-
     values = np.asarray(values, dtype=float)
     values = values[~np.isnan(values)]
     estimate = float(values.mean()) if len(values) else float("nan")
     if len(values) < 2 or np.all(values == values[0]):
         return Interval(estimate, estimate, estimate)
-    result = bootstrap(
-        (values,),
-        np.mean,
-        vectorized=True,
-        n_resamples=RESAMPLES,
-        confidence_level=CONFIDENCE,
-        method="percentile",
-        rng=np.random.default_rng(seed),
-    )
+    result = _replicates((values,), np.mean, vectorized=True, seed=seed, resamples=RESAMPLES)
     return _interval(estimate, result)
 
 
@@ -107,8 +112,6 @@ def unpaired_difference(
     values: np.ndarray, weights: Sequence[float], others: Sequence[np.ndarray], *, seed: int
 ) -> Interval:
     """The same difference with each model's inputs resampled independently (for comparison only)."""
-    from scipy.stats import bootstrap
-
     samples = [np.asarray(values, dtype=float), *(np.asarray(o, dtype=float) for o in others)]
     samples = [s[~np.isnan(s)] for s in samples]
     weights = np.asarray(weights, dtype=float)
@@ -119,15 +122,7 @@ def unpaired_difference(
     estimate = float(statistic(*samples))
     if any(len(s) < 2 for s in samples):
         return Interval(estimate, estimate, estimate)
-    result = bootstrap(
-        tuple(samples),
-        statistic,
-        vectorized=True,
-        n_resamples=RESAMPLES,
-        confidence_level=CONFIDENCE,
-        method="percentile",
-        rng=np.random.default_rng(seed),
-    )
+    result = _replicates(tuple(samples), statistic, vectorized=True, seed=seed, resamples=RESAMPLES)
     return _interval(estimate, result)
 
 
@@ -141,8 +136,6 @@ def paired_statistics(
     """Statistics of the models' mean scores (``statistic(means)`` -> values; means: models × rewards), each
     with its paired interval: every replicate resamples the inputs once, for all models and all the values.
     ``per_model``: inputs × rewards arrays."""
-    from scipy.stats import bootstrap
-
     stacked = np.stack([np.asarray(m, dtype=float) for m in per_model])  # models × inputs × rewards
     estimates = np.asarray(statistic(_nanmean(stacked, axis=1)), dtype=float)
     inputs = np.arange(stacked.shape[1])
@@ -150,15 +143,7 @@ def paired_statistics(
     def replicate(index: np.ndarray) -> np.ndarray:
         return np.asarray(statistic(_nanmean(stacked[:, index.astype(int)], axis=1)), dtype=float)
 
-    result = bootstrap(
-        (inputs,),
-        replicate,
-        vectorized=False,
-        n_resamples=resamples,
-        confidence_level=CONFIDENCE,
-        method="percentile",
-        rng=np.random.default_rng(seed),
-    )
+    result = _replicates((inputs,), replicate, vectorized=False, seed=seed, resamples=resamples)
     lows, highs = _bounds(np.atleast_2d(np.asarray(result.bootstrap_distribution, dtype=float)))
     return [Interval(float(e), float(lo), float(hi)) for e, lo, hi in zip(estimates, lows, highs)]
 

@@ -170,6 +170,7 @@ def plot_front(
     dpi: int = 150,
     per_sample: pd.DataFrame | None = None,
     seed: int = 0,
+    intervals: dict | None = None,
 ) -> dict[str, list[tuple[float, float]]]:
     """Draw the front; return what was drawn: each legend entry's (x, y) points, for checking the figure.
 
@@ -180,7 +181,8 @@ def plot_front(
     x, y = axes
     table = wide(scores)
     curve = edge_curve(table, rewards, axes)
-    intervals = figure_intervals(scores, per_sample, rewards, axes, seed)
+    if intervals is None:  # computed here unless the caller has them (:func:`figure_intervals`)
+        intervals = figure_intervals(scores, per_sample, rewards, axes, seed)
     sns.set_theme(style="whitegrid", context="notebook")
     fig, ax = plt.subplots(figsize=(6.4, 5.2))
     experts = curve[curve["kind"] == "expert"]
@@ -322,6 +324,7 @@ def plot_lambda_curves(
     dpi: int = 150,
     per_sample: pd.DataFrame | None = None,
     seed: int = 0,
+    intervals: dict | None = None,
 ) -> dict[str, dict[str, list[tuple[float, float]]]]:
     """One panel per reward and metric against λ (the weight of ``pair[0]``) along the soups between
     the pair's experts (default the first two rewards); MORL runs of that pair at their μ. The band: the
@@ -333,7 +336,8 @@ def plot_lambda_curves(
     pair = list(pair or rewards[:2])
     table = wide(scores)
     sem = standard_errors(scores)
-    intervals = figure_intervals(scores, per_sample, rewards, pair, seed)
+    if intervals is None:
+        intervals = figure_intervals(scores, per_sample, rewards, pair, seed)
     curve = edge_curve(table, rewards, pair)
     morl = morl_points(table, rewards, pair)
     init = table[table["kind"] == "init"]

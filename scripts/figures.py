@@ -11,7 +11,7 @@ run_warm(snakemake, "figures.py")  # in a fork of the warm server, where torch &
 
 import pandas as pd
 
-from rewarded_soups.plots import plot_front, plot_lambda_curves
+from rewarded_soups.plots import figure_intervals, plot_front, plot_lambda_curves
 from rewarded_soups.workflow import logged
 
 with logged(snakemake):
@@ -19,7 +19,9 @@ with logged(snakemake):
     per_sample = pd.read_csv(snakemake.input.per_sample)
     title = snakemake.wildcards.task
     pair = list(snakemake.params.pair)
-    common = {"title": title, "dpi": snakemake.params.dpi, "per_sample": per_sample, "seed": snakemake.params.seed}
+    # The pair's paired intervals once, for both figures.
+    intervals = figure_intervals(scores, per_sample, snakemake.params.rewards, pair, snakemake.params.seed)
+    common = {"title": title, "dpi": snakemake.params.dpi, "intervals": intervals}
     plot_front(scores, snakemake.params.rewards, pair, snakemake.output.front, **common)
     plot_lambda_curves(
         scores, snakemake.params.rewards, snakemake.params.metrics, snakemake.output.curves, pair=pair, **common
