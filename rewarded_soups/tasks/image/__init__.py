@@ -1,6 +1,9 @@
 """Text-to-image (paper Section 3.3, Appendix F): a diffusion model aligned to image rewards.
 
-θ0 is a small diffusers UNet with a CLIP text encoder, trained from scratch on
+With ``pretrain.checkpoint``, θ0 is a pretrained Stable Diffusion-family
+pipeline (:mod:`.pretrained`), prompted from a dataset (:mod:`.prompts`) and
+scored by learned rewards (:mod:`rewarded_soups.rewards.image_models`).
+Otherwise θ0 is a small diffusers UNet with a CLIP text encoder, trained from scratch on
 generated scenes of coloured shapes (:mod:`rewarded_soups.data.shapes`) with
 their varied captions. Experts and MORL follow the paper's offline
 reward-weighted recipe (:mod:`.training`); soups interpolate the UNets.
@@ -27,7 +30,13 @@ register_task(
     module=__name__,
     modality="image",
     # Rows of the qualitative image grid: display only, read by the qualitative job alone.
-    reads={"qualitative": ("plots.grid_prompts",)},
+    # Generation reads finetune.n_images: prompts of a pretrained pipeline that share a dataset split with
+    # the fine-tuning images come after them.
+    reads={
+        "qualitative": ("plots.grid_prompts",),
+        "generate": ("finetune.n_images",),
+        "merge": ("merge.lora_mode",),
+    },
 )
 
 
@@ -40,6 +49,16 @@ _SPLITS = {"train": 0, "finetune": 1, "test": 2, "validation": 3}
 
 
 def check_settings(task: dict[str, Any]) -> None:
+    from rewarded_soups.tasks.image.pretrained import uses_checkpoint
+
+    if uses_checkpoint(task):
+        _check_pipeline_settings(task)
+        return
+    if task["data"]["source"] == "datasets":
+        raise ValueError(
+            "data.source: prompts from a dataset need a pretrained pipeline: set pretrain.checkpoint to a hub id or "
+            "local directory (the small UNet reads only the generated shapes' words)"
+        )
     channels = task["pretrain"]["channels"]
     groups = task["pretrain"]["norm_groups"]
     if any(c % groups for c in channels):
@@ -49,6 +68,46 @@ def check_settings(task: dict[str, Any]) -> None:
         raise ValueError(f"data.image_size: {size} must be divisible by 2^{levels - 1} for a UNet with {levels} levels")
     if task["pretrain"]["text_dim"] % task["pretrain"]["text_heads"]:
         raise ValueError("pretrain.text_dim must be a multiple of pretrain.text_heads")
+
+
+def _check_pipeline_settings(task: dict[str, Any]) -> None:
+    """What a pretrained pipeline as θ0 rules out, before any job."""
+    if task.get("theta0"):
+        raise ValueError("theta0 and pretrain.checkpoint both name θ0: set theta0 to null to start from the checkpoint")
+    if task["data"]["source"] == "datasets" and not task["data"].get("dataset"):
+        raise ValueError("data.dataset: data.source is datasets, so name a hub id, local data files or a text file")
+    if task["finetune"]["pretrain_loss_weight"] > 0:
+        raise ValueError("finetune.pretrain_loss_weight: needs the shapes' pre-training scenes; set it to 0")
+    if task.get("merge", {}).get("method") == "fisher":
+        raise ValueError("merge.method fisher: not available with pretrain.checkpoint")
+
+
+def local_inputs(task: dict[str, Any], stage: str, rewards: list[str]) -> list[str]:
+    """Local files a stage reads: θ0's pipeline directory, prompt files, reward models and heads.
+
+    The rules declare them as inputs, so that replacing one reruns what read it.
+    """
+    from rewarded_soups.tasks.image.prompts import local_files
+
+    files: list[Path] = []
+    checkpoint = task["pretrain"].get("checkpoint")
+    if stage == "pretrain" and checkpoint and Path(checkpoint).expanduser().is_dir():
+        files += _files(Path(checkpoint).expanduser())
+    if stage in ("finetune", "generate") and task["data"]["source"] == "datasets":
+        files += [Path(f) for f in local_files(task["data"])]
+    scorers = {**task["rewards"], **task.get("metrics", {})}
+    if stage in ("finetune", "score"):
+        for name in rewards:
+            for key in ("model", "head"):
+                value = scorers[name].get(key)
+                if isinstance(value, str) and Path(value).expanduser().exists():
+                    path = Path(value).expanduser()
+                    files += _files(path) if path.is_dir() else [path]
+    return sorted({str(p.resolve()) for p in files})
+
+
+def _files(root: Path) -> list[Path]:
+    return sorted(p for p in root.rglob("*") if p.is_file() and ".cache" not in p.parts)
 
 
 def _scenes(data: dict[str, Any], split: str, n: int, seed: int) -> tuple[np.ndarray, list[list[str]]]:
@@ -84,6 +143,10 @@ def _sample_split(pipe, data: dict[str, Any], cfg: dict[str, Any], split: str, n
 
 def pretrain(out_dir: Path, settings: dict[str, Any], *, seed: int, threads: int) -> dict[str, Any]:
     torch_threads(threads)
+    from rewarded_soups.tasks.image import pretrained
+
+    if pretrained.uses_checkpoint(settings):
+        return pretrained.reference_theta0(Path(out_dir), settings)
     import torch
     from diffusers import DDPMScheduler
 
@@ -126,9 +189,12 @@ def finetune(run: Run) -> dict[str, Any]:
     """The offline reward-weighted recipe on Σ weights[r]·R_r (one reward for an expert)."""
     import torch
 
+    from rewarded_soups.pretrained import REFERENCE_FILE
     from rewarded_soups.rewards import Scalarised
     from rewarded_soups.tasks.image.training import reward_weighted_finetune, reward_weights
 
+    if (Path(run.base_dir) / REFERENCE_FILE).exists():
+        return _finetune_pipeline(run)
     data, cfg, seed = run.settings["data"], run.settings["finetune"], run.seed
     pipe = load_model(run.base_dir, None, run.settings, threads=run.threads)
     # The same prompts and noise for every expert and MORL run: only the reward differs.
@@ -156,10 +222,72 @@ def finetune(run: Run) -> dict[str, Any]:
     return metrics
 
 
+def _finetune_pipeline(run: Run) -> dict[str, Any]:
+    """The paper's recipe on a pretrained pipeline: θ0's images, the best share kept, reward-weighted loss."""
+    import torch
+
+    from rewarded_soups.gpus import torch_device
+    from rewarded_soups.rewards import Scalarised
+    from rewarded_soups.tasks.image import pretrained
+    from rewarded_soups.tasks.image.training import reward_weights
+
+    torch_threads(run.threads)
+    cfg = run.settings["finetune"]
+    # The reward models first: a missing one fails the job before minutes of sampling.
+    with Scalarised(run.rewards, run.weights) as scalarised:
+        pipe = pretrained.load(run.base_dir, None, dtype="float32", device=torch_device(), scheduler=cfg["scheduler"])
+        # The same prompts and noise for every expert and MORL run: only the reward differs.
+        samples = _pipeline_samples(pipe, run.settings, cfg, "finetune", run.data_seed)
+        values = scalarised.values(*reward_inputs(samples))
+        for name, v in values.items():
+            log.info("offline samples: %s mean %.4f", name, v.mean())
+        reward = np.asarray(scalarised.combine(values))
+    kept, loss_weights = reward_weights(reward, cfg["keep_fraction"])
+    log.info("kept %d of %d images: reward %.4f -> %.4f", len(kept), len(reward), reward.mean(), reward[kept].mean())
+    torch.manual_seed(run.seed)
+    prompts = samples.column("prompt")
+    metrics = pretrained.reward_weighted_finetune(
+        pipe, samples.arrays["images"][kept], [prompts[i] for i in kept], loss_weights, cfg, seed=run.seed
+    )
+    pretrained.save(pipe.unet, run.out_dir)
+    return metrics | {"offline_reward_mean": float(reward.mean()), "kept_reward_mean": float(reward[kept].mean())}
+
+
+def _pipeline_samples(pipe, settings: dict[str, Any], cfg: dict[str, Any], role: str, seed: int):
+    """A role's prompts (:mod:`.prompts`, or the shapes' captions) and the pipeline's images, as Samples."""
+    from rewarded_soups.samples import Samples
+    from rewarded_soups.tasks.image.pretrained import sample
+    from rewarded_soups.tasks.image.prompts import load_prompts
+
+    data = settings["data"]
+    sizes = {"finetune": settings["finetune"]["n_images"]}
+    if "evaluate" in settings:
+        sizes |= {"validation": settings["evaluate"]["validation_size"], "test": settings["evaluate"]["n_prompts"]}
+    if data["source"] == "datasets":
+        prompts = load_prompts(data, role, sizes, seed)
+    else:
+        prompts = _prompts(data, role, sizes[role], seed)
+    images = sample(
+        pipe,
+        prompts,
+        _seeds(seed, role, len(prompts)),
+        image_size=data["image_size"],
+        inference_steps=cfg["inference_steps"],
+        guidance_scale=cfg["guidance_scale"],
+        batch_size=settings["evaluate"]["batch_size"] if "evaluate" in settings else cfg["batch_size"],
+    )
+    return Samples([{"prompt": p} for p in prompts], {"images": images})
+
+
 def merge_spec(base_dir: Path, member_dirs: list[Path], weights: list[float], settings: dict[str, Any]):
     """Σ λ_i θ_i over the full UNets, streamed (the frozen weights are equal and stay so); θ0 for task vectors."""
     from rewarded_soups.merging.spec import MergeSpec
+    from rewarded_soups.pretrained import REFERENCE_FILE
 
+    if (Path(base_dir) / REFERENCE_FILE).exists():
+        from rewarded_soups.tasks.image.pretrained import merge_spec as pipeline_spec
+
+        return pipeline_spec(base_dir, member_dirs, weights, settings["merge"]["lora_mode"])
     return MergeSpec(
         members=list(member_dirs), weights=list(weights), files=[UNET_WEIGHTS], copy=["unet/config.json"], base=base_dir
     )
@@ -168,6 +296,14 @@ def merge_spec(base_dir: Path, member_dirs: list[Path], weights: list[float], se
 def load_model(base_dir: Path, model_dir: Path | None, settings: dict[str, Any], *, threads: int):
     """θ0's pipeline, with the UNet of ``model_dir`` (an expert, a soup, a MORL run) when given."""
     torch_threads(threads)
+    from rewarded_soups.pretrained import REFERENCE_FILE
+
+    if (Path(base_dir) / REFERENCE_FILE).exists():
+        from rewarded_soups.gpus import torch_device
+        from rewarded_soups.tasks.image.pretrained import load as load_pipeline
+
+        cfg = settings["evaluate"]
+        return load_pipeline(base_dir, model_dir, dtype=cfg["dtype"], device=torch_device(), scheduler=cfg["scheduler"])
     from rewarded_soups.tasks.image.model import load
 
     return load(Path(base_dir), Path(model_dir) if model_dir is not None else None)
@@ -178,6 +314,8 @@ def generate(pipe: Any, split: str, settings: dict[str, Any], *, seed: int):
     from rewarded_soups.samples import Samples
 
     cfg = settings["evaluate"]
+    if not hasattr(pipe, "save"):  # a pretrained diffusers pipeline (ours is the Pipeline dataclass)
+        return _pipeline_samples(pipe, settings, cfg, split, seed)
     n = cfg["n_prompts"] if split == "test" else cfg["validation_size"]
     prompts, images = _sample_split(pipe, settings["data"], cfg, split, n, seed)
     return Samples([{"prompt": p} for p in prompts], {"images": images})
