@@ -109,7 +109,7 @@ def test_default_sections_are_not_shared_between_tasks():
 @pytest.mark.parametrize(
     "name",
     [
-        *("paper-locomotion", "paper-image", "paper-captioning", "paper-vg", "paper-vqa"),
+        *("paper-locomotion", "paper-image", "paper-captioning", "paper-vg", "paper-vqa", "shapes-image"),
         *("shapes-captioning", "shapes-vg", "shapes-vqa", "grounding-vqa"),
     ],
 )
@@ -122,7 +122,13 @@ def test_accelerator_configs_validate_over_the_default_and_run_one_task(name):
     update_config(config, yaml.safe_load((root / "config" / f"{name}.yaml").read_text()))
     config = validate_config(config)
     enabled = [t for t, task in config["tasks"].items() if task["enabled"]]
-    expected = {"paper-vg": ["grounding"], "shapes-vg": ["grounding"], "grounding-vqa": ["grounding", "vqa"]}
+    expected = {
+        "paper-vg": ["grounding"],
+        "shapes-vg": ["grounding"],
+        "grounding-vqa": ["grounding", "vqa"],
+        "paper-image": ["sd15"],
+        "shapes-image": ["image"],
+    }
     assert enabled == expected.get(name, [name.removeprefix("paper-").removeprefix("shapes-")])
     gpus = {config["tasks"][t]["resources"][stage]["gpu"] for t in enabled for stage in ("pretrain", "finetune")}
     assert gpus == ({0} if name == "grounding-vqa" else {1})  # the CPU default's sizes, or the accelerator's

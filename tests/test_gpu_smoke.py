@@ -27,7 +27,9 @@ def test_smoke_config_plans_gpu_jobs(task, tmp_path):
         tiny_models.deberta_reward_model(hub / "rm-deberta")
         tiny_models.electra_reward_model(hub / "rm-electra")
         tiny_models.questions_jsonl(hub / "questions.jsonl", repeat=8)
-    configs = [str(ROOT / "config" / f"paper-{task}.yaml"), str(ROOT / "tools" / "gpu-smoke" / f"{task}.yaml")]
+    base = ROOT / "config" / f"shapes-{task}.yaml"
+    base = base if base.exists() else ROOT / "config" / f"paper-{task}.yaml"  # as tools/gpu-smoke.sh chooses
+    configs = [str(base), str(ROOT / "tools" / "gpu-smoke" / f"{task}.yaml")]
     snakemake = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"), "--cores", "4"]
     result = subprocess.run(
         [*snakemake, "--dry-run", "--resources", "gpu=1", "--directory", str(tmp_path), "--configfile", *configs],

@@ -6,7 +6,7 @@
 #   GPU_SMOKE_CPU=1 tools/gpu-smoke.sh   rehearsal without a GPU: jobs claim a fake device
 #                                        (RS_GPUS=cpu) and torch/jax fall back to the CPU
 #
-# Each task runs in gpu-smoke/<task>/ (git-ignored) with config/paper-<task>.yaml merged with
+# Each task runs in gpu-smoke/<task>/ (git-ignored) with config/shapes-<task>.yaml (else paper-) merged with
 # tools/gpu-smoke/<task>.yaml (same networks and precision, far fewer steps and soups).
 # The text task's models come from tests/tiny_models.py (the GPU machine reaches no hub).
 # Needs the workflow's Python packages: on the lent GPU machine carry the missing ones as
@@ -45,10 +45,14 @@ tiny_models.electra_reward_model(hub / "rm-electra")
 tiny_models.questions_jsonl(hub / "questions.jsonl", repeat=8)
 PY
     fi
-    echo "=== $task: config/paper-$task.yaml + tools/gpu-smoke/$task.yaml in $work"
+    # The offline model at accelerator size where the task has one (the paper configs of image and
+    # captioning need hub models that a GPU machine without network cannot fetch).
+    base="config/paper-$task.yaml"
+    [ -f "$ROOT/config/shapes-$task.yaml" ] && base="config/shapes-$task.yaml"
+    echo "=== $task: $base + tools/gpu-smoke/$task.yaml in $work"
     start=$(date +%s)
     if "$PYTHON" -m snakemake --snakefile "$ROOT/Snakefile" --cores "$CORES" --resources gpu=1 \
-        --directory "$work" --configfile "$ROOT/config/paper-$task.yaml" "$ROOT/tools/gpu-smoke/$task.yaml" \
+        --directory "$work" --configfile "$ROOT/$base" "$ROOT/tools/gpu-smoke/$task.yaml" \
         > "$work/snakemake.log" 2>&1; then
         echo "=== $task: done in $(( $(date +%s) - start )) s"
     else
