@@ -206,15 +206,15 @@ def test_captioning_artifacts(run):
     assert ((scores["mean"] >= 0) & (scores["mean"] <= 10)).all()
     summary = json.loads((results / "summary.json").read_text())
     pair = summary["pairs"][0]
-    assert pair["rewards"] == ["bleu1", "rouge"] and pair["lmc"]["n_points"] == 1
+    assert pair["rewards"] == ["bleu1", "meteor"] and pair["lmc"]["n_points"] == 1
     assert set(pair["hypervolume"]) >= {"rs", "morl", "ensemble", "wise"}
     assert summary["uniform_soup"]["model"] == "soup-bleu1@0.2+bleu4@0.2+rouge@0.2+meteor@0.2+cider@0.2"
     spider = results / "figures" / "spider.png"
     assert spider.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and spider.stat().st_size > 20_000
     assert "| expert-bleu1 |" in (results / "figures" / "samples.md").read_text()
-    ensemble = json.loads((results / "ensembles" / "bleu1@0.5+rouge@0.5" / "ensemble.json").read_text())
+    ensemble = json.loads((results / "ensembles" / "bleu1@0.5+meteor@0.5" / "ensemble.json").read_text())
     assert ensemble["weights"] == [0.5, 0.5] and len(ensemble["members"]) == 2
-    for directory in ("pretrain/model", "experts/meteor", "wise/rouge@0.5", "morl/bleu1@0.5+rouge@0.5"):
+    for directory in ("pretrain/model", "experts/meteor", "wise/meteor@0.5", "morl/bleu1@0.5+meteor@0.5"):
         assert (results / directory / "model.safetensors").exists(), directory
 
 
