@@ -47,6 +47,16 @@ class Images(Sequence):
         return np.stack([np.asarray(self[i].resize((size, size))) for i in range(min(n, len(self)))])
 
 
+SHOWN_IMAGES = 8  # held-out images kept with a model's samples, for the figures and the explorer
+
+
+def shown_images(images: Any, n: int, size: int = 128) -> np.ndarray:
+    """The first ``n`` (at most :data:`SHOWN_IMAGES`) images as uint8 arrays: generated scenes as they are,
+    dataset images as ``size``-pixel thumbnails."""
+    k = min(n, SHOWN_IMAGES)
+    return np.ascontiguousarray(images[:k] if isinstance(images, np.ndarray) else images.thumbnails(k, size))
+
+
 def _local_files(path: Path) -> tuple[str, dict[str, list[str]]]:
     """The ``datasets`` builder and data files of a local file or directory of split files."""
     files = [path] if path.is_file() else sorted(p for p in path.iterdir() if p.is_file())

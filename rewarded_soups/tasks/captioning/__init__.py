@@ -128,13 +128,15 @@ def finetune(run: Run) -> dict[str, Any]:
 def generate(policy: Any, split: str, settings: dict[str, Any], *, seed: int):
     """Greedy captions of a held-out split's images (the paper evaluates greedy/beam decoding), with references."""
     from rewarded_soups.samples import Samples
+    from rewarded_soups.vision_language.records import shown_images
 
     cfg = settings["evaluate"]
     splits = _splits(settings["data"], seed)
     held_out, n = (splits.test, cfg["n_images"]) if split == "test" else (splits.valid, cfg["validation_size"])
     n = len(held_out.images) if n is None else n
     captions = policy.generate(held_out.images[:n], cfg["max_len"])
-    return Samples([{"caption": c, "references": list(r)} for c, r in zip(captions, held_out.captions[:n])])
+    records = [{"caption": c, "references": list(r)} for c, r in zip(captions, held_out.captions[:n])]
+    return Samples(records, {"images": shown_images(held_out.images, n)})
 
 
 def fisher(run: Run) -> dict[str, dict[str, Any]]:

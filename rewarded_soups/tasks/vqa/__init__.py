@@ -126,6 +126,7 @@ def finetune(run: Run) -> dict[str, Any]:
 def generate(policy: Any, split: str, settings: dict[str, Any], *, seed: int):
     """Greedy answers to a held-out split's questions, with the ten reference answers."""
     from rewarded_soups.samples import Samples
+    from rewarded_soups.vision_language.records import shown_images
 
     cfg = settings["evaluate"]
     splits = _splits(settings["data"], seed)
@@ -133,12 +134,11 @@ def generate(policy: Any, split: str, settings: dict[str, Any], *, seed: int):
     n = len(held_out) if n is None else n
     questions = held_out.questions[:n]
     answers = policy.generate(held_out.images[:n], cfg["max_len"], questions)
-    return Samples(
-        [
-            {"question": q, "kind": k, "caption": a, "references": list(r)}
-            for q, k, a, r in zip(questions, held_out.kinds, answers, held_out.answers)
-        ]
-    )
+    records = [
+        {"question": q, "kind": k, "caption": a, "references": list(r)}
+        for q, k, a, r in zip(questions, held_out.kinds, answers, held_out.answers)
+    ]
+    return Samples(records, {"images": shown_images(held_out.images, n)})
 
 
 def samples_table(samples: dict[str, Any], n: int) -> str:
