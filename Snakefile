@@ -46,6 +46,7 @@ localrules:
     samples_table,
     spider,
     qualitative,
+    explorer,
 
 
 rule all:

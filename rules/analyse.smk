@@ -117,6 +117,36 @@ rule samples_table:
         "../scripts/samples_table.py"
 
 
+rule explorer:
+    input:
+        scores="results/{task}/scores.csv",
+        per_sample="results/{task}/scores_per_sample.csv.gz",
+        summary="results/{task}/summary.json",
+        samples=lambda w: list(sample_dirs(w).values()),
+    output:
+        report(
+            "results/{task}/explorer.html",
+            caption="../report/explorer.rst",
+            category="{task}",
+            subcategory="explorer",
+            labels={"task": "{task}", "view": "front explorer"},
+        ),
+    params:
+        labels=lambda w: list(sample_dirs(w)),
+        rewards=lambda w: plan.rewards(TASKS[w.task]),
+        metrics=lambda w: sorted(TASKS[w.task]["metrics"]),
+        pairs=lambda w: plan.front_pairs(TASKS[w.task]),
+        code=package_code("rewarded_soups.explorer:build"),
+    log:
+        "logs/{task}/explorer.log",
+    benchmark:
+        "benchmarks/{task}/explorer.tsv"
+    conda:
+        "../envs/analysis.yaml"
+    script:
+        "../scripts/explorer.py"
+
+
 rule spider:
     input:
         scores="results/{task}/scores.csv",

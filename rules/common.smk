@@ -349,6 +349,7 @@ def analysis_targets():
             *(f"results/{name}/figures/advantage-{a}-{b}.{fmt}" for a, b in plan.advantage_pairs(task)),
             *([f"results/{name}/figures/spider.{fmt}"] if len(task["rewards"]) > 2 else []),
             f"results/{name}/figures/samples.md",
+            f"results/{name}/explorer.html",
         ]
         if has_qualitative(name):
             targets.append(f"results/{name}/figures/qualitative")

@@ -147,7 +147,9 @@ def _selections(scores: pd.DataFrame, rewards: list[str], pairs: Sequence[Sequen
 
 def page_data(
     task_name: str,
-    task: dict[str, Any],
+    rewards: Sequence[str],
+    metrics: Sequence[str],
+    pairs: Sequence[Sequence[str]],
     scores: pd.DataFrame,
     per_sample: pd.DataFrame,
     summary: dict[str, Any],
@@ -155,11 +157,9 @@ def page_data(
 ) -> dict[str, Any]:
     """Everything the page shows, as JSON-ready data."""
     from rewarded_soups.grid import parse_mix
-    from rewarded_soups.plan import front_pairs, model_label
+    from rewarded_soups.plan import model_label
 
-    rewards = list(task["rewards"])
-    metrics = sorted(task.get("metrics", {}))
-    pairs = [list(p) for p in front_pairs(task)]
+    rewards, metrics, pairs = list(rewards), list(metrics), [list(p) for p in pairs]
     models = []
     for model, group in scores.groupby("model", sort=False):
         row = group.iloc[0]
@@ -206,12 +206,18 @@ def render(data: dict[str, Any]) -> str:
 
 def build(
     task_name: str,
-    task: dict[str, Any],
+    rewards: Sequence[str],
+    metrics: Sequence[str],
+    pairs: Sequence[Sequence[str]],
     results: Path,
     sample_dirs: Mapping[str, Path],
     out: Path,
 ) -> dict[str, Any]:
-    """Write ``out`` (the task's explorer) from ``results`` (scores, per-sample scores, summary) and the samples."""
+    """Write ``out`` (the task's explorer) from ``results`` (scores, per-sample scores, summary) and the samples.
+
+    ``pairs``: the pairs of rewards whose fronts the page offers (the task's front pairs); ``metrics``: the
+    quality metrics shown next to the rewards.
+    """
     from rewarded_soups.samples import read
     from rewarded_soups.tasks.base import split_samples
 
@@ -220,7 +226,7 @@ def build(
     per_sample = pd.read_csv(results / "scores_per_sample.csv.gz")
     summary = json.loads((results / "summary.json").read_text())
     samples = {m: read(split_samples(Path(d))) for m, d in sample_dirs.items()}
-    data = page_data(task_name, task, scores, per_sample, summary, samples)
+    data = page_data(task_name, rewards, metrics, pairs, scores, per_sample, summary, samples)
     html = render(data)
     Path(out).write_text(html)
     return {"bytes": len(html.encode()), "models": len(data["models"]), "samples": len(data["samples"]["inputs"])}
