@@ -28,8 +28,10 @@ run: $(STAMP)
 # shipped-θ0 rerun, the text DAG at scale, the merge methods' workflow and the SLURM test.
 # pytest exits 5 when it collects no test; that is a failure of the suite here too.
 test: $(STAMP)
+	tools/ensure-chromium.sh
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/snakefmt --check Snakefile rules
 	$(BIN)/snakemake --lint
 	$(BIN)/python -m pytest -q --durations=15 -m "not slow"
 

@@ -50,9 +50,9 @@ localrules:
 
 
 rule all:
+    default_target: True
     input:
         all_targets(),
-    default_target: True
 
 
 # Rebuild every summary and figure from the cached scores and samples, never

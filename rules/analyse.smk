@@ -16,6 +16,12 @@ rule summary:
             category="{task}",
             subcategory="summary",
         ),
+    log:
+        "logs/{task}/summary.log",
+    benchmark:
+        "benchmarks/{task}/summary.tsv"
+    conda:
+        "../envs/analysis.yaml"
     params:
         rewards=lambda w: plan.rewards(TASKS[w.task]),
         metrics=lambda w: list(TASKS[w.task]["metrics"]),
@@ -24,12 +30,6 @@ rule summary:
         preferences=lambda w: plan.preferences(TASKS[w.task]),
         seed=task_seed,
         code=package_code("rewarded_soups.analysis:summarise"),
-    log:
-        "logs/{task}/summary.log",
-    benchmark:
-        "benchmarks/{task}/summary.tsv"
-    conda:
-        "../envs/analysis.yaml"
     script:
         "../scripts/summary.py"
 
@@ -53,6 +53,12 @@ rule figures:
             subcategory="rewards against λ",
             labels={"pair": "{pair}"},
         ),
+    log:
+        "logs/{task}/figures_{pair}_{fmt}.log",
+    benchmark:
+        "benchmarks/{task}/figures_{pair}_{fmt}.tsv"
+    conda:
+        "../envs/analysis.yaml"
     params:
         rewards=lambda w: plan.rewards(TASKS[w.task]),
         metrics=lambda w: {name: m["kind"] for name, m in sorted(TASKS[w.task]["metrics"].items())},
@@ -60,12 +66,6 @@ rule figures:
         dpi=lambda w: TASKS[w.task]["plots"]["dpi"],
         seed=task_seed,
         code=package_code("rewarded_soups.plots:plot_front", "rewarded_soups.plots:plot_lambda_curves"),
-    log:
-        "logs/{task}/figures_{pair}_{fmt}.log",
-    benchmark:
-        "benchmarks/{task}/figures_{pair}_{fmt}.tsv"
-    conda:
-        "../envs/analysis.yaml"
     script:
         "../scripts/figures.py"
 
@@ -81,13 +81,13 @@ rule advantage:
             subcategory="RS vs MORL (Figure 8)",
             labels={"pair": "{pair}"},
         ),
-    params:
-        dpi=lambda w: TASKS[w.task]["plots"]["dpi"],
-        code=package_code("rewarded_soups.plots:plot_advantage"),
     log:
         "logs/{task}/advantage_{pair}_{fmt}.log",
     conda:
         "../envs/analysis.yaml"
+    params:
+        dpi=lambda w: TASKS[w.task]["plots"]["dpi"],
+        code=package_code("rewarded_soups.plots:plot_advantage"),
     script:
         "../scripts/advantage.py"
 
@@ -102,17 +102,17 @@ rule samples_table:
             category="{task}",
             subcategory="samples",
         ),
-    params:
-        kind=task_kind,
-        labels=lambda w: list(sample_dirs(w)),
-        n=lambda w: TASKS[w.task]["plots"]["samples_in_table"],
-        code=task_code("samples_table"),
     log:
         "logs/{task}/samples_table.log",
     benchmark:
         "benchmarks/{task}/samples_table.tsv"
     conda:
         conda_env
+    params:
+        kind=task_kind,
+        labels=lambda w: list(sample_dirs(w)),
+        n=lambda w: TASKS[w.task]["plots"]["samples_in_table"],
+        code=task_code("samples_table"),
     script:
         "../scripts/samples_table.py"
 
@@ -131,18 +131,18 @@ rule explorer:
             subcategory="explorer",
             labels={"task": "{task}", "view": "front explorer"},
         ),
-    params:
-        labels=lambda w: list(sample_dirs(w)),
-        rewards=lambda w: plan.rewards(TASKS[w.task]),
-        metrics=lambda w: sorted(TASKS[w.task]["metrics"]),
-        pairs=lambda w: plan.front_pairs(TASKS[w.task]),
-        code=package_code("rewarded_soups.explorer:build"),
     log:
         "logs/{task}/explorer.log",
     benchmark:
         "benchmarks/{task}/explorer.tsv"
     conda:
         "../envs/analysis.yaml"
+    params:
+        labels=lambda w: list(sample_dirs(w)),
+        rewards=lambda w: plan.rewards(TASKS[w.task]),
+        metrics=lambda w: sorted(TASKS[w.task]["metrics"]),
+        pairs=lambda w: plan.front_pairs(TASKS[w.task]),
+        code=package_code("rewarded_soups.explorer:build"),
     script:
         "../scripts/explorer.py"
 
@@ -157,15 +157,15 @@ rule spider:
             category="{task}",
             subcategory="spider maps",
         ),
+    log:
+        "logs/{task}/spider_{fmt}.log",
+    conda:
+        "../envs/analysis.yaml"
     params:
         rewards=lambda w: plan.rewards(TASKS[w.task]),
         starts=lambda w: TASKS[w.task]["merge"]["subsets_from"],
         dpi=lambda w: TASKS[w.task]["plots"]["dpi"],
         code=package_code("rewarded_soups.plots:plot_spider"),
-    log:
-        "logs/{task}/spider_{fmt}.log",
-    conda:
-        "../envs/analysis.yaml"
     script:
         "../scripts/spider.py"
 
@@ -181,17 +181,17 @@ rule qualitative:
             category="{task}",
             subcategory="qualitative",
         ),
-    params:
-        kind=task_kind,
-        labels=lambda w: list(qualitative_dirs(w)),
-        settings=settings("qualitative"),
-        code=task_code("qualitative"),
     log:
         "logs/{task}/qualitative.log",
     benchmark:
         "benchmarks/{task}/qualitative.tsv"
     conda:
         conda_env
+    params:
+        kind=task_kind,
+        labels=lambda w: list(qualitative_dirs(w)),
+        settings=settings("qualitative"),
+        code=task_code("qualitative"),
     script:
         "../scripts/qualitative.py"
 
@@ -203,15 +203,15 @@ rule seeds:
         scores=lambda w: [f"results/{t}/scores.csv" for t in seed_tasks(w.task)],
     output:
         "results/{task}/seeds.json",
-    params:
-        seeds=lambda w: [TASKS[t].get(plan.REPLICATE_SEED, SEED) for t in seed_tasks(w.task)],
-        code=package_code("rewarded_soups.seeds:aggregate"),
     log:
         "logs/{task}/seeds.log",
     benchmark:
         "benchmarks/{task}/seeds.tsv"
     conda:
         "../envs/analysis.yaml"
+    params:
+        seeds=lambda w: [TASKS[t].get(plan.REPLICATE_SEED, SEED) for t in seed_tasks(w.task)],
+        code=package_code("rewarded_soups.seeds:aggregate"),
     script:
         "../scripts/seeds.py"
 
@@ -228,17 +228,17 @@ rule seeds_figure:
             subcategory="seeds",
             labels={"pair": "{pair}"},
         ),
-    params:
-        seeds=lambda w: [TASKS[t].get(plan.REPLICATE_SEED, SEED) for t in seed_tasks(w.task)],
-        rewards=lambda w: plan.rewards(TASKS[w.task]),
-        pair=lambda w: w.pair.split("-"),
-        dpi=lambda w: TASKS[w.task]["plots"]["dpi"],
-        code=package_code("rewarded_soups.seeds:plot_seed_fronts", "rewarded_soups.seeds:caption"),
     log:
         "logs/{task}/seeds_figure_{pair}_{fmt}.log",
     benchmark:
         "benchmarks/{task}/seeds_figure_{pair}_{fmt}.tsv"
     conda:
         "../envs/analysis.yaml"
+    params:
+        seeds=lambda w: [TASKS[t].get(plan.REPLICATE_SEED, SEED) for t in seed_tasks(w.task)],
+        rewards=lambda w: plan.rewards(TASKS[w.task]),
+        pair=lambda w: w.pair.split("-"),
+        dpi=lambda w: TASKS[w.task]["plots"]["dpi"],
+        code=package_code("rewarded_soups.seeds:plot_seed_fronts", "rewarded_soups.seeds:caption"),
     script:
         "../scripts/seeds_figure.py"

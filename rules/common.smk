@@ -81,6 +81,7 @@ for _name, _task in TASKS.items():
     except ValueError as err:
         raise WorkflowError(f"invalid configuration: {err}") from None
 
+
 wildcard_constraints:
     task="|".join(TASKS) or "no_task_enabled",
     reward=r"[a-z][a-z0-9_]*",
@@ -345,7 +346,11 @@ def analysis_targets():
         fmt = task["plots"]["format"]
         targets += [
             f"results/{name}/summary.json",
-            *(f"results/{name}/figures/{figure}-{a}-{b}.{fmt}" for a, b in plan.front_pairs(task) for figure in FIGURES),
+            *(
+                f"results/{name}/figures/{figure}-{a}-{b}.{fmt}"
+                for a, b in plan.front_pairs(task)
+                for figure in FIGURES
+            ),
             *(f"results/{name}/figures/advantage-{a}-{b}.{fmt}" for a, b in plan.advantage_pairs(task)),
             *([f"results/{name}/figures/spider.{fmt}"] if len(task["rewards"]) > 2 else []),
             f"results/{name}/figures/samples.md",

@@ -11,20 +11,20 @@ rule generate:
         local=local_inputs("generate"),
     output:
         directory("results/{task}/samples/{model}"),
-    params:
-        kind=task_kind,
-        settings=settings("generate"),
-        seed=SEED,
-        code=task_code("generate"),
-    threads: resource("evaluate", "threads")
-    resources:
-        **stage_resources("evaluate"),
     log:
         "logs/{task}/generate/{model}.log",
     benchmark:
         "benchmarks/{task}/generate/{model}.tsv"
     conda:
         conda_env
+    threads: resource("evaluate", "threads")
+    resources:
+        **stage_resources("evaluate"),
+    params:
+        kind=task_kind,
+        settings=settings("generate"),
+        seed=SEED,
+        code=task_code("generate"),
     script:
         "../scripts/generate.py"
 
@@ -36,6 +36,15 @@ rule score:
         local=local_inputs("score"),
     output:
         "results/{task}/scores/{model}/{scorers}.json",
+    log:
+        "logs/{task}/score/{model}/{scorers}.log",
+    benchmark:
+        "benchmarks/{task}/score/{model}/{scorers}.tsv"
+    conda:
+        conda_env
+    threads: resource("evaluate", "threads")
+    resources:
+        **stage_resources("evaluate", gpu=score_gpu),
     params:
         kind=task_kind,
         rewards=lambda w: {
@@ -44,15 +53,6 @@ rule score:
         model_kind=lambda w: model_entry(w).kind,
         weights=lambda w: model_entry(w).weights,
         code=task_code("score"),
-    threads: resource("evaluate", "threads")
-    resources:
-        **stage_resources("evaluate", gpu=score_gpu),
-    log:
-        "logs/{task}/score/{model}/{scorers}.log",
-    benchmark:
-        "benchmarks/{task}/score/{model}/{scorers}.tsv"
-    conda:
-        conda_env
     script:
         "../scripts/score.py"
 
@@ -63,13 +63,13 @@ rule scores_table:
     output:
         scores="results/{task}/scores.csv",
         per_sample="results/{task}/scores_per_sample.csv.gz",
-    params:
-        code=package_code("rewarded_soups.scores:read_score_files", "rewarded_soups.scores:read_per_sample"),
     log:
         "logs/{task}/scores_table.log",
     benchmark:
         "benchmarks/{task}/scores_table.tsv"
     conda:
         "../envs/analysis.yaml"
+    params:
+        code=package_code("rewarded_soups.scores:read_score_files", "rewarded_soups.scores:read_per_sample"),
     script:
         "../scripts/scores_table.py"

@@ -11,20 +11,20 @@ rule soup:
         fishers=fisher_inputs(None),
     output:
         directory("results/{task}/soups/{mix}"),
-    params:
-        kind=task_kind,
-        settings=merge_settings(None),
-        weights=mix_weights,
-        code=task_code("merge", method=None),
-    threads: resource("merge", "threads")
-    resources:
-        **stage_resources("merge"),
     log:
         "logs/{task}/soups/{mix}.log",
     benchmark:
         "benchmarks/{task}/soups/{mix}.tsv"
     conda:
         conda_env
+    threads: resource("merge", "threads")
+    resources:
+        **stage_resources("merge"),
+    params:
+        kind=task_kind,
+        settings=merge_settings(None),
+        weights=mix_weights,
+        code=task_code("merge", method=None),
     script:
         "../scripts/merge.py"
 
@@ -36,15 +36,15 @@ use rule soup as merge_method with:
         fishers=fisher_inputs("method"),
     output:
         directory("results/{task}/merges/{method}/{mix}"),
+    log:
+        "logs/{task}/merges/{method}/{mix}.log",
+    benchmark:
+        "benchmarks/{task}/merges/{method}/{mix}.tsv"
     params:
         kind=task_kind,
         settings=merge_settings("method"),
         weights=mix_weights,
         code=task_code("merge", method="method"),
-    log:
-        "logs/{task}/merges/{method}/{mix}.log",
-    benchmark:
-        "benchmarks/{task}/merges/{method}/{mix}.tsv"
 
 
 # Each expert's diagonal Fisher on its own fine-tuning inputs, for merge method
@@ -55,6 +55,15 @@ rule fisher:
         expert="results/{task}/experts/{reward}",
     output:
         directory("results/{task}/fisher/{reward}"),
+    log:
+        "logs/{task}/fisher/{reward}.log",
+    benchmark:
+        "benchmarks/{task}/fisher/{reward}.tsv"
+    conda:
+        conda_env
+    threads: resource("finetune", "threads")
+    resources:
+        **stage_resources("finetune"),
     params:
         kind=task_kind,
         settings=settings("fisher"),
@@ -62,15 +71,6 @@ rule fisher:
         seed=task_seed,
         data_seed=SEED,
         code=task_code("fisher"),
-    threads: resource("finetune", "threads")
-    resources:
-        **stage_resources("finetune"),
-    log:
-        "logs/{task}/fisher/{reward}.log",
-    benchmark:
-        "benchmarks/{task}/fisher/{reward}.tsv"
-    conda:
-        conda_env
     script:
         "../scripts/fisher.py"
 
@@ -83,16 +83,16 @@ rule ensemble:
         experts=soup_experts,
     output:
         directory("results/{task}/ensembles/{mix}"),
-    params:
-        weights=mix_weights,
-        code=task_code("ensemble"),
-    threads: resource("merge", "threads")
-    resources:
-        **stage_resources("merge"),
     log:
         "logs/{task}/ensembles/{mix}.log",
     conda:
         conda_env
+    threads: resource("merge", "threads")
+    resources:
+        **stage_resources("merge"),
+    params:
+        weights=mix_weights,
+        code=task_code("ensemble"),
     script:
         "../scripts/ensemble.py"
 
@@ -103,19 +103,19 @@ rule wise:
         experts=wise_members,
     output:
         directory("results/{task}/wise/{mix}"),
-    params:
-        kind=task_kind,
-        settings=merge_settings("linear"),
-        weights=wise_weights,
-        code=task_code("merge", method="linear"),
-    threads: resource("merge", "threads")
-    resources:
-        **stage_resources("merge"),
     log:
         "logs/{task}/wise/{mix}.log",
     benchmark:
         "benchmarks/{task}/wise/{mix}.tsv"
     conda:
         conda_env
+    threads: resource("merge", "threads")
+    resources:
+        **stage_resources("merge"),
+    params:
+        kind=task_kind,
+        settings=merge_settings("linear"),
+        weights=wise_weights,
+        code=task_code("merge", method="linear"),
     script:
         "../scripts/merge.py"
