@@ -206,15 +206,15 @@ def test_captioning_artifacts(run):
     assert ((scores["mean"] >= 0) & (scores["mean"] <= 10)).all()
     summary = json.loads((results / "summary.json").read_text())
     pair = summary["pairs"][0]
-    assert pair["rewards"] == ["bleu1", "meteor"] and pair["lmc"]["n_points"] == 1
+    assert pair["rewards"] == ["bleu1", "rouge"] and pair["lmc"]["n_points"] == 1
     assert set(pair["hypervolume"]) >= {"rs", "morl", "ensemble", "wise"}
     assert summary["uniform_soup"]["model"] == "soup-bleu1@0.2+bleu4@0.2+rouge@0.2+meteor@0.2+cider@0.2"
     spider = results / "figures" / "spider.png"
     assert spider.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and spider.stat().st_size > 20_000
     assert "| expert-bleu1 |" in (results / "figures" / "samples.md").read_text()
-    ensemble = json.loads((results / "ensembles" / "bleu1@0.5+meteor@0.5" / "ensemble.json").read_text())
+    ensemble = json.loads((results / "ensembles" / "bleu1@0.5+rouge@0.5" / "ensemble.json").read_text())
     assert ensemble["weights"] == [0.5, 0.5] and len(ensemble["members"]) == 2
-    for directory in ("pretrain/model", "experts/meteor", "wise/meteor@0.5", "morl/bleu1@0.5+meteor@0.5"):
+    for directory in ("pretrain/model", "experts/meteor", "wise/rouge@0.5", "morl/bleu1@0.5+rouge@0.5"):
         assert (results / directory / "model.safetensors").exists(), directory
 
 
@@ -438,7 +438,87 @@ def test_bad_config_fails_before_any_job_and_names_the_key(run, tmp_path):
     assert sorted(p.relative_to(workdir) for p in (workdir / "results").rglob("*")) == before
 
 
-ANALYSIS_RULES = {"summary", "figures", "advantage", "samples_table", "qualitative", "spider", "regenerate"}
+ANALYSIS_RULES = {"summary", "figures", "advantage", "samples_table", "qualitative", "spider", "explorer", "regenerate"}
+
+# Where the front point of a model is on the page, for a real mouse click (Plotly's axes map data to pixels).
+POINT_ON_FRONT = """name => {
+  const gd = document.getElementById("front"), layout = gd._fullLayout, box = gd.getBoundingClientRect();
+  for (const trace of gd._fullData) {
+    const i = (trace.customdata || []).indexOf(name);
+    if (i >= 0) return [box.left + layout._size.l + layout.xaxis.l2p(trace.x[i]),
+                        box.top + layout._size.t + layout.yaxis.l2p(trace.y[i])];
+  }
+  return null;
+}"""
+
+
+def _set_slider(page, selector: str, value: int) -> None:
+    page.eval_on_selector(selector, f"el => {{ el.value = '{value}'; el.dispatchEvent(new Event('input')); }}")
+
+
+def test_explorers_open_offline_and_show_the_cached_scores_and_samples(run, tmp_path):
+    """Each task's explorer in a real browser: λ slider, preference slider, a click on the front; what it shows
+    equals scores.csv, the per-sample scores and the samples files; no request leaves file://, no console error.
+    Screenshots go to $TEST_ARTIFACTS (else the test's temporary folder)."""
+    from browser import opened
+
+    from rewarded_soups.selection import select
+
+    workdir, _ = run
+    artifacts = Path(os.environ.get("TEST_ARTIFACTS", tmp_path))
+    artifacts.mkdir(parents=True, exist_ok=True)
+    clicked = 0
+    for task in ALL_TASKS:
+        results = workdir / "results" / task
+        html = results / "explorer.html"
+        assert html.stat().st_size < 15e6
+        scores = pd.read_csv(results / "scores.csv", keep_default_na=False)
+        test = scores[scores["split"] == "test"].set_index(["model", "reward"])["mean"]
+        per_sample = pd.read_csv(results / "scores_per_sample.csv.gz")
+        per_sample = per_sample[per_sample["split"] == "test"].set_index(["model", "reward", "sample"])["value"]
+        with opened(html) as (page, errors, requests):
+            # The λ slider's middle position: a soup of the first pair.
+            _set_slider(page, "#lambda", 1)
+            chosen = page.get_attribute("#selected-name", "data-model")
+            assert chosen.startswith("soup-"), (task, chosen)
+            rows = page.query_selector_all("#selected-scores tr[data-reward]")
+            assert len(rows) == len(scores["reward"].unique())
+            for row in rows:
+                reward = row.get_attribute("data-reward")
+                shown = row.query_selector("td.score").get_attribute("data-value")
+                assert float(shown) == pytest.approx(float(test[(chosen, reward)]), rel=1e-12), (task, reward)
+            # The chosen model's outputs and their per-sample rewards are the samples file's and the scores'.
+            records = read_samples(results / "samples" / chosen / "test").records
+            cell = page.query_selector(f"[id='out-0-{chosen}']")
+            shown = cell.inner_text() + page.inner_text("#samples-table tr:nth-child(2) td:first-child")
+            for key, value in records[0].items():  # every text field, as the model's output or as the input
+                if isinstance(value, str) and value.strip():
+                    assert value.strip() in shown, (task, key, value)
+            for span in cell.query_selector_all(".sample-reward"):
+                reward, value = span.get_attribute("data-reward"), span.get_attribute("data-value")
+                expected = per_sample.get((chosen, reward, 0))
+                if value:
+                    assert float(value) == pytest.approx(float(expected), rel=1e-12), (task, reward)
+            # The preference slider: Lemma 1's choice is `select`'s.
+            a, b = page.eval_on_selector("#pair", "el => el.options[el.selectedIndex].text").split(" – ")
+            _set_slider(page, "#mu", 4)
+            lemma = page.get_attribute("#lemma-table a.pick", "data-model")
+            assert lemma == select(scores, {a: 0.2, b: 0.8}, None)["selected"]["model"], task
+            # A real click on the front chooses a model at that point: one away from the chosen soup, where the task
+            # has one (the tiny run's models often coincide).
+            point = {m: (test.get((m, a)), test.get((m, b))) for m in scores["model"].unique()}
+            target = next((m for m in point if point[m] != point[chosen]), "init")
+            x, y = page.evaluate(POINT_ON_FRONT, target)
+            page.mouse.move(x, y)
+            page.mouse.click(x, y)
+            if point[target] != point[chosen]:
+                page.wait_for_function(f"document.getElementById('selected-name').dataset.model !== '{chosen}'")
+                clicked += 1
+            assert point[page.get_attribute("#selected-name", "data-model")] == point[target], task
+            page.screenshot(path=str(artifacts / f"explorer-{task}.png"), full_page=True)
+        assert not errors, (task, errors)
+        assert not requests, (task, requests)
+    assert clicked, "no task had two models at different points to click between"
 
 
 def test_plot_settings_change_no_training_or_evaluation(run, tmp_path):
@@ -463,7 +543,7 @@ def test_report_has_every_task_with_captions(run):
     # Captions are rendered per task (the Jinja template names the task).
     for task in ALL_TASKS:
         assert f'Pareto front</strong> of task <tt class=\\"docutils literal\\">{task}</tt>' in html, task
-    for text in ("Hypothesis 1 (linear", "Qualitative samples", "rewards against", "Spider maps"):
+    for text in ("Hypothesis 1 (linear", "Qualitative samples", "rewards against", "Spider maps", "Front explorer"):
         assert text in html, text
 
 
@@ -472,10 +552,13 @@ def test_regenerate_rebuilds_figures_from_cached_scores_only(run):
     workdir, config = run
     for figures in (workdir / "results").glob("*/figures"):
         shutil.rmtree(figures)
+    for explorer in (workdir / "results").glob("*/explorer.html"):
+        explorer.unlink()
     result = snakemake(workdir, config, "regenerate", "--dry-run")
     assert result.returncode == 0, result.stdout + result.stderr
     jobs = re.findall(r"^(?:local)?rule (\w+):", result.stdout + result.stderr, flags=re.M)
-    assert set(jobs) == {"figures", "advantage", "samples_table", "qualitative", "spider", "regenerate"}, jobs
+    expected = {"figures", "advantage", "samples_table", "qualitative", "spider", "explorer", "regenerate"}
+    assert set(jobs) == expected, jobs
     result = snakemake(workdir, config, "regenerate")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert (workdir / "results" / "locomotion" / "figures" / "front-risky-cautious.png").exists()

@@ -21,6 +21,7 @@ is each sample's image, the input's when every model has the same.
 from __future__ import annotations
 
 import base64
+import html
 import io
 import json
 from collections.abc import Mapping, Sequence
@@ -145,6 +146,18 @@ def _selections(scores: pd.DataFrame, rewards: list[str], pairs: Sequence[Sequen
     return out
 
 
+def display_name(name: str, kind: str, weights: Mapping[str, float]) -> str:
+    """How the page names a model: θ0, "expert R", "soup R1 0.3 · R2 0.7", "MORL …", "wise …"."""
+    mix = " · ".join(f"{r} {w:g}" for r, w in weights.items() if w)
+    if kind == "init":
+        return "θ0"
+    if kind == "expert":
+        return f"expert {max(weights, key=weights.__getitem__)}" if weights else name
+    # A kind beyond these is a merge method other than the first (merge.methods).
+    prefix = {"soup": "soup", "morl": "MORL", "wise": "WiSE", "ensemble": "ensemble"}.get(kind, kind)
+    return f"{prefix} {mix}" if mix else name
+
+
 def page_data(
     task_name: str,
     rewards: Sequence[str],
@@ -157,8 +170,6 @@ def page_data(
 ) -> dict[str, Any]:
     """Everything the page shows, as JSON-ready data."""
     from rewarded_soups.grid import parse_mix
-    from rewarded_soups.plan import model_label
-
     rewards, metrics, pairs = list(rewards), list(metrics), [list(p) for p in pairs]
     models = []
     for model, group in scores.groupby("model", sort=False):
@@ -168,9 +179,8 @@ def page_data(
             {
                 "name": str(model),
                 "kind": str(row["kind"]),
-                "label": model_label(str(model)),
+                "label": display_name(str(model), str(row["kind"]), weights),
                 "mix": {r: float(weights.get(r, 0.0)) for r in rewards} if weights else None,
-                "method": str(row["method"]) if "method" in row and isinstance(row["method"], str) else "",
             }
         )
     paired = {
@@ -200,7 +210,7 @@ def render(data: dict[str, Any]) -> str:
     return (
         page.replace("/*PLOTLY*/", get_plotlyjs())
         .replace("/*DATA*/null", payload)
-        .replace("<!--TITLE-->", f"Rewarded soups explorer: {data['task']}")
+        .replace("<!--TITLE-->", html.escape(f"Rewarded soups explorer: {data['task']}"))
     )
 
 
@@ -227,6 +237,6 @@ def build(
     summary = json.loads((results / "summary.json").read_text())
     samples = {m: read(split_samples(Path(d))) for m, d in sample_dirs.items()}
     data = page_data(task_name, rewards, metrics, pairs, scores, per_sample, summary, samples)
-    html = render(data)
-    Path(out).write_text(html)
-    return {"bytes": len(html.encode()), "models": len(data["models"]), "samples": len(data["samples"]["inputs"])}
+    page = render(data)
+    Path(out).write_text(page)
+    return {"bytes": len(page.encode()), "models": len(data["models"]), "samples": len(data["samples"]["inputs"])}
