@@ -123,6 +123,8 @@ rule explorer:
         per_sample="results/{task}/scores_per_sample.csv.gz",
         summary="results/{task}/summary.json",
         samples=lambda w: list(sample_dirs(w).values()),
+        # The page's HTML and script: an input, so that editing it rebuilds the explorers.
+        page=str(Path(workflow.basedir) / "rewarded_soups" / "explorer" / "page.html"),
     output:
         report(
             "results/{task}/explorer.html",
