@@ -283,6 +283,7 @@ def test_changing_one_reward_reruns_only_its_branch(run):
     )
     assert sorted(set(rules) - {"expert", "morl", "soup", "generate", "score"}) == [
         "advantage",
+        "explorer",
         "figures",
         "samples_table",
         "scores_table",
@@ -401,7 +402,7 @@ def test_changing_an_image_metric_only_rescores(run):
             "morl-colourful@0.5+contrast@0.5",
         )
     )
-    assert {r for r, _ in jobs} == {"score", "scores_table", "summary", "figures", "advantage"}
+    assert {r for r, _ in jobs} == {"score", "scores_table", "summary", "figures", "advantage", "explorer"}
 
 
 @pytest.mark.slow
