@@ -170,6 +170,7 @@ def page_data(
 ) -> dict[str, Any]:
     """Everything the page shows, as JSON-ready data."""
     from rewarded_soups.grid import parse_mix
+
     rewards, metrics, pairs = list(rewards), list(metrics), [list(p) for p in pairs]
     models = []
     for model, group in scores.groupby("model", sort=False):
