@@ -115,6 +115,22 @@ ENGINE = textwrap.dedent(
 )
 
 
+# The whole grid in one process and one pass over the experts (rewarded_soups.merging.grid).
+GRID = textwrap.dedent(
+    """
+    import sys
+    sys.path.insert(0, {root!r})
+    from pathlib import Path
+    from rewarded_soups.merging.grid import merge_grid
+    from rewarded_soups.merging.spec import MergeSpec
+    a, b, prefix, *lams = sys.argv[1:]
+    specs = [MergeSpec(members=[Path(a), Path(b)], weights=[float(lam), 1 - float(lam)],
+                       files=["model.safetensors"], copy=["config.json"]) for lam in lams]
+    merge_grid(specs, [Path(f"{{prefix}}-{{lam}}") for lam in lams])
+    """
+)
+
+
 def mergekit_config(a: Path, b: Path, lam: float) -> str:
     return textwrap.dedent(
         f"""
@@ -215,6 +231,26 @@ def main() -> None:
 
     rows = []
     kept: dict[str, Path] = {}
+    grid_script = work / "engine_grid.py"
+    grid_script.write_text(GRID.format(root=str(ROOT)))
+    warm([a, b])
+    prefix = work / "soup-grid"
+    for lam in lams:
+        shutil.rmtree(f"{prefix}-{lam}", ignore_errors=True)
+    seconds, peak = run_measured(
+        [sys.executable, str(grid_script), str(a), str(b), str(prefix), *map(str, lams)],
+        env={"OMP_NUM_THREADS": str(os.cpu_count())},
+    )
+    print(f"  one-pass grid, {len(lams)} λ: {seconds:.1f} s, peak RSS {peak:.2f} GB", flush=True)
+    # Bytes read (each expert once) plus bytes written (every soup), over the whole process's wall time.
+    moved = (2 + len(lams)) * size
+    grid_row = (
+        "rewarded_soups.merging, one-pass grid",
+        seconds,
+        seconds / len(lams),
+        peak,
+        size * len(lams) / seconds / 1e9,
+    )
     for tool, command in tools.items():
         warm([a, b])
         times, peaks = [], []
@@ -235,9 +271,22 @@ def main() -> None:
     print()
     print(f"| tool | {len(lams)} λ in all | per λ | peak RSS | bytes merged per second |")
     print("| --- | --- | --- | --- | --- |")
-    for tool, total, per, peak, rate in rows:
+    for tool, total, per, peak, rate in [grid_row, *rows]:
         print(f"| {tool} | {total:.1f} s | {per:.1f} s | {peak:.2f} GB | {rate:.2f} GB/s |")
+    print(
+        f"one-pass grid: {moved / seconds / 1e9:.2f} GB/s read + written "
+        f"({moved / seconds / 1e9 / copy_gbps:.0%} of memory copy; process start included)"
+    )
     print(f"| memory copy (numpy, 1 GiB) | | | | {copy_gbps:.2f} GB/s |")
+    grid_soup = Path(f"{prefix}-0.3")
+    if "rewarded_soups.merging" in kept and grid_soup.exists():
+        print(
+            f"largest difference between the grid's and the per-λ λ = 0.3 soups: "
+            f"{compare(grid_soup, kept['rewarded_soups.merging']):.3g}"
+        )
+    for lam in lams:
+        if not args.keep:
+            shutil.rmtree(f"{prefix}-{lam}", ignore_errors=True)
     if len(kept) == 2:
         ours, theirs = kept.values()
         print(f"largest difference between the two λ = 0.3 soups: {compare(ours, theirs):.3g} (bf16)")

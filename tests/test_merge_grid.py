@@ -1,0 +1,80 @@
+"""A λ grid merged in one pass (rewarded_soups.merging.grid) equals the per-soup merges, bit for bit."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from test_merge_engine import llama, spec, state
+
+from rewarded_soups.merging import methods as m
+from rewarded_soups.merging.engine import MergeSettings, merge
+from rewarded_soups.merging.grid import merge_grid
+
+LAMBDAS = [0.0, 0.1, 0.5, 0.9, 1.0]
+
+
+@pytest.fixture(scope="module", params=[torch.float32, torch.bfloat16], ids=["float32", "bf16"])
+def experts(request, tmp_path_factory):
+    root = tmp_path_factory.mktemp("grid")
+    dtype = request.param
+    return [llama(root / f"e{i}", seed=i, dtype=dtype) for i in range(2)], llama(root / "base", seed=9, dtype=dtype)
+
+
+@pytest.mark.parametrize("method", ["linear", "task_arithmetic", "ties"])
+def test_a_grid_in_one_pass_equals_the_soups_merged_one_by_one(experts, tmp_path, method):
+    members, base = experts
+    settings = MergeSettings(method=method)
+    specs = [spec(members, [lam, 1 - lam], base=base) for lam in LAMBDAS]
+    grid = [tmp_path / "grid" / f"{lam}" for lam in LAMBDAS]
+    infos = merge_grid(specs, grid, settings)
+    assert [i["weights"] for i in infos] == [s.weights for s in specs]
+    for s, out in zip(specs, grid):
+        one = merge(s, tmp_path / "one" / out.name, settings)
+        assert one["bytes_written"] > 0
+        a, b = state(out), state(tmp_path / "one" / out.name)
+        assert set(a) == set(b)
+        for name in a:
+            assert torch.equal(a[name], b[name]), (method, out.name, name)
+        assert (out / "config.json").read_text() == (members[0] / "config.json").read_text()
+
+
+def test_each_expert_tensor_is_read_once(experts, tmp_path, monkeypatch):
+    from rewarded_soups.merging.checkpoint import Checkpoint
+
+    members, _ = experts
+    reads: dict[tuple[str, str], int] = {}
+    original = Checkpoint.get
+
+    def counting(self, name):
+        key = (str(self.path), name)
+        reads[key] = reads.get(key, 0) + 1
+        return original(self, name)
+
+    monkeypatch.setattr(Checkpoint, "get", counting)
+    merge_grid([spec(members, [lam, 1 - lam]) for lam in LAMBDAS], [tmp_path / f"{lam}" for lam in LAMBDAS])
+    assert reads and max(reads.values()) == 1
+
+
+def test_a_crash_mid_grid_leaves_no_complete_looking_soup(experts, tmp_path, monkeypatch):
+    members, _ = experts
+    calls = {"n": 0}
+    linear = m.get("linear")
+    original = linear.combine
+
+    def failing(self, tensors, weights, base=None, **kw):
+        calls["n"] += 1
+        if calls["n"] == 7:
+            raise RuntimeError("simulated crash")
+        return original(self, tensors, weights, base, **kw)
+
+    monkeypatch.setattr(linear, "combine", failing)
+    outs = [tmp_path / f"{lam}" for lam in LAMBDAS]
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        merge_grid([spec(members, [lam, 1 - lam]) for lam in LAMBDAS], outs)
+    assert not list(tmp_path.iterdir()), "no soup and no partial directory is left"
+
+
+def test_soups_of_other_experts_are_refused(experts, tmp_path):
+    members, base = experts
+    with pytest.raises(ValueError, match="must share their members"):
+        merge_grid([spec(members, [0.5, 0.5]), spec([members[0], base], [0.5, 0.5])], [tmp_path / "a", tmp_path / "b"])
