@@ -17,6 +17,9 @@ import torch
 from rewarded_soups.rewards.image_models import ClipAesthetic, ClipScore, ImageClassifierReward
 from rewarded_soups.tasks.image import pretrained
 
+# make test stays near its time budget: these 14 tests (about 40 s) run in the slow tier (make test-slow, CI).
+pytestmark = pytest.mark.slow
+
 FINETUNE = {
     "batch_size": 4,
     "steps": 3,
