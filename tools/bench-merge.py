@@ -244,6 +244,7 @@ def main() -> None:
     print(f"  one-pass grid, {len(lams)} λ: {seconds:.1f} s, peak RSS {peak:.2f} GB", flush=True)
     # Bytes read (each expert once) plus bytes written (every soup), over the whole process's wall time.
     moved = (2 + len(lams)) * size
+    grid_seconds = seconds
     grid_row = (
         "rewarded_soups.merging, one-pass grid",
         seconds,
@@ -274,8 +275,8 @@ def main() -> None:
     for tool, total, per, peak, rate in [grid_row, *rows]:
         print(f"| {tool} | {total:.1f} s | {per:.1f} s | {peak:.2f} GB | {rate:.2f} GB/s |")
     print(
-        f"one-pass grid: {moved / seconds / 1e9:.2f} GB/s read + written "
-        f"({moved / seconds / 1e9 / copy_gbps:.0%} of memory copy; process start included)"
+        f"one-pass grid: {moved / grid_seconds / 1e9:.2f} GB/s read + written "
+        f"({moved / grid_seconds / 1e9 / copy_gbps:.0%} of memory copy; process start included)"
     )
     print(f"| memory copy (numpy, 1 GiB) | | | | {copy_gbps:.2f} GB/s |")
     grid_soup = Path(f"{prefix}-0.3")
