@@ -17,7 +17,9 @@ import logging
 import os
 import shutil
 import time
+from collections import deque
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -130,12 +132,20 @@ def merge_grid(
                             for shard in shards
                         }
                     )
-                for name in sources[0].names:
-                    fetched.clear()
-                    for k, source in enumerate(sources):
-                        for block in source.blocks(name):
-                            written[k] += block.numel() * block.element_size()
-                            writers[k][first.shard_of(name)].write_block(name, block)
+                # A writer thread appends each block while the next is computed (file writes release the GIL);
+                # at most two blocks wait, as in the engine's per-soup path.
+                with ThreadPoolExecutor(max_workers=1) as pool:
+                    pending: deque = deque()
+                    for name in sources[0].names:
+                        fetched.clear()
+                        for k, source in enumerate(sources):
+                            for block in source.blocks(name):
+                                written[k] += block.numel() * block.element_size()
+                                pending.append(pool.submit(writers[k][first.shard_of(name)].write_block, name, block))
+                                while len(pending) > 2:
+                                    pending.popleft().result()
+                    for future in pending:
+                        future.result()
                 for soup_writers in writers:
                     for writer in soup_writers.values():
                         writer.close()
