@@ -128,19 +128,24 @@ def test_mismatches_name_the_tensor(tmp_path):
     assert not (tmp_path / "out").exists() and not list(tmp_path.glob(".out.partial-*"))
 
 
-def test_a_crash_mid_merge_leaves_no_complete_looking_output(experts, tmp_path, monkeypatch):
-    members, _ = experts
+def crash_at_combine(monkeypatch, n: int) -> None:
+    """Make the linear method's n-th combination raise "simulated crash"."""
     calls = {"n": 0}
     linear = m.get("linear")
     original = linear.combine
 
     def failing(self, tensors, weights, base=None, **kw):
         calls["n"] += 1
-        if calls["n"] == 5:
+        if calls["n"] == n:
             raise RuntimeError("simulated crash")
         return original(self, tensors, weights, base, **kw)
 
     monkeypatch.setattr(linear, "combine", failing)
+
+
+def test_a_crash_mid_merge_leaves_no_complete_looking_output(experts, tmp_path, monkeypatch):
+    members, _ = experts
+    crash_at_combine(monkeypatch, 5)
     with pytest.raises(RuntimeError, match="simulated crash"):
         merge(spec(members[:2], [0.5, 0.5]), tmp_path / "soup")
     assert not (tmp_path / "soup").exists()

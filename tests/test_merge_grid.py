@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-from test_merge_engine import llama, spec, state
+from test_merge_engine import crash_at_combine, llama, spec, state
 
-from rewarded_soups.merging import methods as m
 from rewarded_soups.merging.engine import MergeSettings, merge
 from rewarded_soups.merging.grid import merge_grid
 
@@ -57,17 +56,7 @@ def test_each_expert_tensor_is_read_once(experts, tmp_path, monkeypatch):
 
 def test_a_crash_mid_grid_leaves_no_complete_looking_soup(experts, tmp_path, monkeypatch):
     members, _ = experts
-    calls = {"n": 0}
-    linear = m.get("linear")
-    original = linear.combine
-
-    def failing(self, tensors, weights, base=None, **kw):
-        calls["n"] += 1
-        if calls["n"] == 7:
-            raise RuntimeError("simulated crash")
-        return original(self, tensors, weights, base, **kw)
-
-    monkeypatch.setattr(linear, "combine", failing)
+    crash_at_combine(monkeypatch, 7)
     outs = [tmp_path / f"{lam}" for lam in LAMBDAS]
     with pytest.raises(RuntimeError, match="simulated crash"):
         merge_grid([spec(members, [lam, 1 - lam]) for lam in LAMBDAS], outs)

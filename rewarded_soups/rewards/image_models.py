@@ -157,15 +157,17 @@ class _Clip(_BatchedModel):
             self.model = CLIPModel.from_pretrained(model, **kwargs)
         self._place(dtype)
 
-    def image_embeddings(self, images: np.ndarray) -> Any:
+    def image_embeddings(self, images: np.ndarray, *, normalize: bool = True) -> Any:
         import torch
 
         pictures, out = _pil(images), []
         with torch.inference_mode():
             for start in self._batches(len(pictures)):
                 batch = self.processor(images=pictures[start : start + self.batch_size], return_tensors="pt")
-                features = self.model.get_image_features(pixel_values=batch["pixel_values"].to(self.device, self.dtype))
-                out.append(_unit(_tensor(features)).float())
+                features = _tensor(
+                    self.model.get_image_features(pixel_values=batch["pixel_values"].to(self.device, self.dtype))
+                )
+                out.append((_unit(features) if normalize else features).float())
         return torch.cat(out)
 
     def text_embeddings(self, texts: Sequence[str]) -> Any:
@@ -244,24 +246,13 @@ class ClipAesthetic(_Clip):
     def __call__(self, images: np.ndarray, prompts: Sequence[str] | None = None) -> list[float]:
         import torch
 
-        x = self.image_embeddings(images) if self.normalize else self._raw_image_embeddings(images)
+        x = self.image_embeddings(images, normalize=self.normalize)
         with torch.inference_mode():
             for i, (weight, bias) in enumerate(self.layers):
                 x = x @ weight.to(x.device).T + (0 if bias is None else bias.to(x.device))
                 if i < len(self.layers) - 1 and self.activation != "none":
                     x = getattr(torch.nn.functional, self.activation)(x)
         return x[:, 0].tolist()
-
-    def _raw_image_embeddings(self, images: np.ndarray) -> Any:
-        import torch
-
-        pictures, out = _pil(images), []
-        with torch.inference_mode():
-            for start in self._batches(len(pictures)):
-                batch = self.processor(images=pictures[start : start + self.batch_size], return_tensors="pt")
-                features = self.model.get_image_features(pixel_values=batch["pixel_values"].to(self.device, self.dtype))
-                out.append(_tensor(features).float())
-        return torch.cat(out)
 
 
 def _head_layers(path: Path, width: int) -> list[tuple[Any, Any]]:

@@ -314,7 +314,9 @@ def generate(pipe: Any, split: str, settings: dict[str, Any], *, seed: int):
     from rewarded_soups.samples import Samples
 
     cfg = settings["evaluate"]
-    if not hasattr(pipe, "save"):  # a pretrained diffusers pipeline (ours is the Pipeline dataclass)
+    from rewarded_soups.tasks.image.model import Pipeline
+
+    if not isinstance(pipe, Pipeline):  # a pretrained diffusers pipeline, not the small shapes model
         return _pipeline_samples(pipe, settings, cfg, split, seed)
     n = cfg["n_prompts"] if split == "test" else cfg["validation_size"]
     prompts, images = _sample_split(pipe, settings["data"], cfg, split, n, seed)

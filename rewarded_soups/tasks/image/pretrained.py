@@ -58,9 +58,12 @@ def _from_pretrained(ref: Any, dtype: str, device: Any):
             **from_pretrained_kwargs(ref),
         )
     missing = [c for c in COMPONENTS if getattr(pipe, c, None) is None]
-    if missing or not hasattr(pipe, "encode_prompt"):
+    # SDXL's second text encoder changes how prompts are encoded for training: refused rather than half-supported.
+    extra = [c for c in ("text_encoder_2", "transformer") if getattr(pipe, c, None) is not None]
+    if missing or extra or not hasattr(pipe, "encode_prompt"):
+        what = f"lacks {missing}" if missing else f"has {extra}" if extra else "has no encode_prompt"
         raise ValueError(
-            f"pretrain.checkpoint {ref.model}: a {type(pipe).__name__} lacks {missing or 'encode_prompt'}; "
+            f"pretrain.checkpoint {ref.model}: a {type(pipe).__name__} {what}; "
             "this task reads Stable Diffusion-family pipelines (one UNet, a VAE, one CLIP text encoder)"
         )
     pipe.set_progress_bar_config(disable=True)

@@ -32,7 +32,11 @@ def _load(data: dict[str, Any], split: str) -> Any:
             raise ValueError(f"data.dataset {source}: expected a .txt, .json(l), .csv or .parquet file")
         if split != "train":
             raise ValueError(f"data.splits: {source} is one file, whose only split is 'train' (not {split!r})")
-        return datasets.load_dataset(builder, data_files={"train": str(source)}, split="train")
+        dataset = datasets.load_dataset(builder, data_files={"train": str(source)}, split="train")
+        # A text file's one column is its lines ("text"): they are the prompts, whatever data.column says.
+        if builder == "text" and data["column"] != "text":
+            dataset = dataset.rename_column("text", data["column"])
+        return dataset
     if source.is_dir():
         files = sorted(p for p in source.iterdir() if p.is_file() and p.suffix in _BUILDERS)
         chosen = [p for p in files if p.stem == split]
@@ -45,7 +49,7 @@ def _load(data: dict[str, Any], split: str) -> Any:
 
 
 def _texts(dataset: Any, data: dict[str, Any]) -> list[str]:
-    name = "text" if "text" in dataset.column_names and data["column"] not in dataset.column_names else data["column"]
+    name = data["column"]
     if name not in dataset.column_names:
         raise ValueError(f"data.column: no column {name!r} in {data['dataset']} (columns: {dataset.column_names})")
     out = []
