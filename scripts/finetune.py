@@ -9,11 +9,12 @@ from rewarded_soups.jobserver import run_warm
 
 run_warm(snakemake, "finetune.py")  # in a fork of the warm server, where torch & co. are already imported
 
-from rewarded_soups import stages
+from rewarded_soups import resume, stages
 from rewarded_soups.registry import load_task
 from rewarded_soups.workflow import logged
 
-with logged(snakemake) as log:
+# Checkpoints outside the output (config checkpoint.*): a rerun after a kill resumes where this job was.
+with logged(snakemake) as log, resume.from_snakemake(snakemake):
     metrics = stages.finetune(
         load_task(snakemake.params.kind),
         Path(snakemake.input.base),

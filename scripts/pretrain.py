@@ -10,7 +10,7 @@ from rewarded_soups.jobserver import run_warm
 
 run_warm(snakemake, "pretrain.py")  # in a fork of the warm server, where torch & co. are already imported
 
-from rewarded_soups import stages, theta0
+from rewarded_soups import resume, stages, theta0
 from rewarded_soups.registry import load_task
 from rewarded_soups.workflow import logged, read_json, write_json
 
@@ -28,11 +28,13 @@ with logged(snakemake) as log:
         metrics = theta0.install(shipped, Path(snakemake.output.model), snakemake.output.metrics)
         log.info("θ0 copied from %s (trained in %.0f s when it was made)", shipped, metrics["trained_seconds"] or 0)
     else:
-        metrics = stages.pretrain(
-            load_task(snakemake.params.kind),
-            Path(snakemake.output.model),
-            snakemake.params.settings,
-            seed=snakemake.params.seed,
-            threads=snakemake.threads,
-        )
+        # Checkpoints outside the output (config checkpoint.*): a rerun after a kill resumes where this job was.
+        with resume.from_snakemake(snakemake):
+            metrics = stages.pretrain(
+                load_task(snakemake.params.kind),
+                Path(snakemake.output.model),
+                snakemake.params.settings,
+                seed=snakemake.params.seed,
+                threads=snakemake.threads,
+            )
         write_json(snakemake.output.metrics, metrics)

@@ -21,6 +21,7 @@ import torch
 from tqdm.auto import tqdm
 
 from rewarded_soups.gpus import torch_device
+from rewarded_soups.resume import LoopState
 from rewarded_soups.vision_language.encoder_decoder import Captioner, images_to_tensor
 from rewarded_soups.vision_language.vocab import Vocab
 
@@ -81,9 +82,16 @@ def train_xent(
     model.to(dev).train()
     optimiser = torch.optim.Adam(model.parameters(), lr=lr)
     interval = _interval(steps, log_every)
-    history: list[float] = []
-    order, cursor, window = torch.randperm(len(pairs), generator=rng), 0, []
-    for step in tqdm(range(steps), desc="xent", mininterval=10, miniters=max(1, steps // 50)):
+    # Saved at its end too: captioning's θ0 runs SCST after it, and a kill there need not redo this loop.
+    state = LoopState("xent", total_steps=steps, save_at_end=True, model=model, optimiser=optimiser, order_rng=rng)
+    first, saved = state.resume(
+        {"history": [], "order": torch.randperm(len(pairs), generator=rng), "cursor": 0, "window": []}
+    )
+    history, order, cursor, window = saved["history"], saved["order"], saved["cursor"], saved["window"]
+    bar = tqdm(
+        range(first, steps), desc="xent", initial=first, total=steps, mininterval=10, miniters=max(1, steps // 50)
+    )
+    for step in bar:
         if cursor + batch_size > len(order):
             order, cursor = torch.randperm(len(pairs), generator=rng), 0
         batch = order[cursor : cursor + batch_size]
@@ -100,6 +108,7 @@ def train_xent(
             history.append(float(np.mean(window)))
             window = []
             log.info("xent step %d/%d: loss %.3f", step + 1, steps, history[-1])
+        state.step_done(step + 1, {"history": history, "order": order, "cursor": cursor, "window": window})
     model.cpu().eval()
     return {
         "loss": history,
@@ -145,12 +154,20 @@ def train_scst(
     model.to(dev).train()
     optimiser = torch.optim.Adam(model.parameters(), lr=lr)
     interval = _interval(steps, log_every)
-    sample_means: list[float] = []
-    greedy_means: list[float] = []
-    sample_window: list[float] = []
-    greedy_window: list[float] = []
-    order, cursor = torch.randperm(len(images), generator=order_rng), 0
-    bar = tqdm(range(steps), desc="scst", mininterval=10, miniters=max(1, steps // 50))
+    state = LoopState("scst", total_steps=steps, model=model, optimiser=optimiser, order_rng=order_rng, sampler=sampler)
+    first, saved = state.resume(
+        {
+            "order": torch.randperm(len(images), generator=order_rng),
+            "cursor": 0,
+            **{key: [] for key in ("sample_means", "greedy_means", "sample_window", "greedy_window")},
+        }
+    )
+    order, cursor = saved["order"], saved["cursor"]
+    sample_means, greedy_means = saved["sample_means"], saved["greedy_means"]
+    sample_window, greedy_window = saved["sample_window"], saved["greedy_window"]
+    bar = tqdm(
+        range(first, steps), desc="scst", initial=first, total=steps, mininterval=10, miniters=max(1, steps // 50)
+    )
     for step in bar:
         if cursor + batch_size > len(order):
             order, cursor = torch.randperm(len(images), generator=order_rng), 0
@@ -192,6 +209,17 @@ def train_scst(
                 sample_means[-1],
                 greedy_means[-1],
             )
+        state.step_done(
+            step + 1,
+            {
+                "order": order,
+                "cursor": cursor,
+                "sample_means": sample_means,
+                "greedy_means": greedy_means,
+                "sample_window": sample_window,
+                "greedy_window": greedy_window,
+            },
+        )
     model.cpu().eval()
     return {
         "sample_reward": sample_means,

@@ -22,6 +22,7 @@ import torch
 from tqdm.auto import tqdm
 
 from rewarded_soups.gpus import torch_device
+from rewarded_soups.resume import LoopState
 from rewarded_soups.vision_language.encoder_decoder import Captioner, images_to_tensor
 from rewarded_soups.vision_language.training import scst_loss
 from rewarded_soups.vision_language.vocab import Vocab
@@ -69,10 +70,30 @@ def train_xent_reinforce(
     model.to(dev).train()
     optimiser = torch.optim.Adam(model.parameters(), lr=lr)
     interval = max(1, steps // 20)
-    history: dict[str, list[float]] = {"loss": [], "sample_reward": [], "greedy_reward": []}
-    window: dict[str, list[float]] = {k: [] for k in history}
-    order, cursor = torch.randperm(len(images), generator=order_rng), 0
-    for step in tqdm(range(steps), desc="xent+reinforce", mininterval=10, miniters=max(1, steps // 50)):
+    keys = ("loss", "sample_reward", "greedy_reward")
+    state = LoopState(
+        "reinforce", total_steps=steps, model=model, optimiser=optimiser, order_rng=order_rng, sampler=sampler
+    )
+    first, saved = state.resume(
+        {
+            "history": {k: [] for k in keys},
+            "window": {k: [] for k in keys},
+            "order": torch.randperm(len(images), generator=order_rng),
+            "cursor": 0,
+        }
+    )
+    history: dict[str, list[float]] = saved["history"]
+    window: dict[str, list[float]] = saved["window"]
+    order, cursor = saved["order"], saved["cursor"]
+    bar = tqdm(
+        range(first, steps),
+        desc="xent+reinforce",
+        initial=first,
+        total=steps,
+        mininterval=10,
+        miniters=max(1, steps // 50),
+    )
+    for step in bar:
         if cursor + batch_size > len(order):
             order, cursor = torch.randperm(len(images), generator=order_rng), 0
         batch = order[cursor : cursor + batch_size]
@@ -110,5 +131,6 @@ def train_xent_reinforce(
                 history["sample_reward"][-1],
                 history["greedy_reward"][-1],
             )
+        state.step_done(step + 1, {"history": history, "window": window, "order": order, "cursor": cursor})
     model.cpu().eval()
     return {**history, "log_every": interval, "steps": steps, "seconds": time.time() - start}

@@ -240,6 +240,8 @@ def reward_weighted_finetune(
     import torch
     from diffusers import DDPMScheduler
 
+    from rewarded_soups.resume import LoopState
+
     generator = torch.Generator().manual_seed(seed)
     rng = np.random.default_rng(seed)
     unet, device = pipe.unet, pipe.unet.device
@@ -256,9 +258,14 @@ def reward_weighted_finetune(
     w = torch.as_tensor(weights, dtype=torch.float32)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg["bf16"] and device.type == "cuda")
     unet.train()
-    losses, start = [], time.perf_counter()
+    start = time.perf_counter()
     accumulation = cfg["gradient_accumulation_steps"]
-    for step in range(cfg["steps"]):
+    state = LoopState(
+        "finetune", total_steps=cfg["steps"], unet=unet, optimiser=optimiser, generator=generator, rng=rng
+    )
+    first, saved = state.resume({"losses": []})
+    losses = saved["losses"]
+    for step in range(first, cfg["steps"]):
         optimiser.zero_grad()
         for _ in range(accumulation):
             idx = rng.integers(0, len(latents), cfg["batch_size"])
@@ -281,6 +288,7 @@ def reward_weighted_finetune(
         optimiser.step()
         if (step + 1) % max(1, cfg["steps"] // 5) == 0:
             log.info("step %d/%d: weighted loss %.4f", step + 1, cfg["steps"], float(np.mean(losses[-20:])))
+        state.step_done(step + 1, {"losses": losses})
     unet.eval()
     return {
         "final_loss": float(np.mean(losses[-20:])) if losses else float("nan"),

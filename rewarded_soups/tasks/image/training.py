@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from rewarded_soups.resume import LoopState
 from rewarded_soups.tasks.image.model import Pipeline, denoising_losses, to_tensor
 
 log = logging.getLogger(__name__)
@@ -90,9 +91,22 @@ def pretrain(
     schedule = torch.optim.lr_scheduler.LambdaLR(optimiser, lambda s: min(1.0, (s + 1) / warmup))
     pipe.unet.train()
     pipe.text_encoder.train()
-    losses, start = [], time.perf_counter()
+    start = time.perf_counter()
+    state = LoopState(
+        "pretrain",
+        total_steps=settings["steps"],
+        unet=pipe.unet,
+        text_encoder=pipe.text_encoder,
+        optimiser=optimiser,
+        schedule=schedule,
+        generator=generator,
+        rng=rng,
+    )
+    first, saved = state.resume({"losses": []})
+    losses = saved["losses"]
     with _progress(settings["steps"], "pretrain") as bar:
-        for step in range(settings["steps"]):
+        bar.update(first)
+        for step in range(first, settings["steps"]):
             idx = rng.integers(0, len(data), settings["batch_size"])
             prompts = [
                 "" if rng.random() < settings["caption_dropout"] else captions[i][rng.integers(len(captions[i]))]
@@ -108,6 +122,7 @@ def pretrain(
             bar.update()
             if (step + 1) % max(1, settings["steps"] // 10) == 0:
                 log.info("step %d: denoising loss %.4f", step + 1, float(np.mean(losses[-50:])))
+            state.step_done(step + 1, {"losses": losses})
     pipe.unet.eval()
     pipe.text_encoder.eval()
     return {"final_loss": float(np.mean(losses[-50:])), "seconds": time.perf_counter() - start}
@@ -139,9 +154,15 @@ def reward_weighted_finetune(
     params = [p for p in pipe.unet.parameters() if p.requires_grad]
     optimiser = torch.optim.AdamW(params, lr=settings["learning_rate"], weight_decay=0.0)
     pipe.unet.train()
-    losses, start = [], time.perf_counter()
+    start = time.perf_counter()
+    state = LoopState(
+        "finetune", total_steps=settings["steps"], unet=pipe.unet, optimiser=optimiser, generator=generator, rng=rng
+    )
+    first, saved = state.resume({"losses": []})
+    losses = saved["losses"]
     with _progress(settings["steps"], "reward-weighted fine-tuning") as bar:
-        for step in range(settings["steps"]):
+        bar.update(first)
+        for step in range(first, settings["steps"]):
             idx = rng.integers(0, len(data), settings["batch_size"])
             # As in pre-training, some prompts are dropped: the unconditional branch that
             # classifier-free guidance subtracts then moves with the conditional one.
@@ -161,6 +182,7 @@ def reward_weighted_finetune(
             bar.update()
             if (step + 1) % max(1, settings["steps"] // 5) == 0:
                 log.info("step %d: weighted loss %.4f", step + 1, float(np.mean(losses[-20:])))
+            state.step_done(step + 1, {"losses": losses})
     pipe.unet.eval()
     return {
         "final_loss": float(np.mean(losses[-20:])) if losses else float("nan"),

@@ -47,10 +47,12 @@ class Progress:
     def __init__(self, label: str, total: int) -> None:
         self.label, self.total, self.start = label, total, time.time()
         self.last: dict[str, float] = {}
+        self.offset = 0  # env steps done before a resume
 
     def __call__(self, step: int, metrics: dict[str, Any]) -> None:
         if "episode/sum_reward" not in metrics:
             return  # brax's closing call carries loss metrics only
+        step += self.offset
         self.last = {k: float(v) for k, v in metrics.items() if np.ndim(v) == 0}
         log.info(
             "%s: %d/%d env steps (%.0f%%), %.0f s, %.0f steps/s; training episodes: reward %.1f, length %.1f",
@@ -65,13 +67,68 @@ class Progress:
         )
 
 
+class ParamsCheckpoint:
+    """brax's PPO params (normaliser, policy, value) saved through its ``policy_params_fn`` hook at the end of an
+    evaluation epoch when the job's checkpoint is due (:mod:`rewarded_soups.resume`).
+
+    brax's training state beyond the params (Adam's moments, the environments' states, the PRNG keys) is
+    internal to ``ppo.train``: its own ``save_checkpoint_path`` keeps the params only as well. A resumed run
+    therefore starts those afresh (seed + steps done) and trains the remaining steps: not bit-identical
+    to an uninterrupted run (see docs/resume.md for by how much).
+    """
+
+    NAME = "ppo"
+
+    def __init__(self, total_steps: int) -> None:
+        from rewarded_soups import resume
+
+        self.checkpoints, self.total_steps = resume.active(), total_steps
+        self.offset = 0
+
+    def load(self, normaliser_template: Any) -> tuple[int, tuple | None]:
+        import jax
+
+        saved = self.checkpoints.load(self.NAME)
+        if saved is None:
+            return 0, None
+        normaliser = jax.tree.unflatten(jax.tree.structure(normaliser_template), saved["normaliser"])
+        self.offset = int(saved["step"])
+        log.info("PPO resumes from its checkpoint at %d of %d env steps", self.offset, self.total_steps)
+        return self.offset, (normaliser, saved["policy"], saved["value"])
+
+    def __call__(self, step: int, _make_policy: Any, params: tuple) -> None:
+        import jax
+
+        done = self.offset + int(step)
+        if step == 0 or done >= self.total_steps or not self.checkpoints.due(done):
+            return
+        normaliser, policy, value = jax.device_get(params)
+        # Leaves, not the tree: the normaliser's UInt64 count turns numpy fields back into jax arrays.
+        leaves = [np.asarray(leaf) if hasattr(leaf, "shape") else leaf for leaf in jax.tree.leaves(normaliser)]
+        numpy = jax.tree.map(np.asarray, (policy, value))
+        state = {"step": done, "normaliser": leaves, "policy": numpy[0], "value": numpy[1]}
+        self.checkpoints.save(self.NAME, state)
+
+
 def _train(env, settings: dict[str, Any], episode_length: int, *, seed: int, label: str, **extra) -> tuple:
+    from brax.training.acme import running_statistics, specs
     from brax.training.agents.ppo import train as ppo
 
     progress = Progress(label, settings["steps"])
+    saver = ParamsCheckpoint(settings["steps"])
+    template = running_statistics.init_state(specs.Array((int(env.observation_size),), np.dtype("float32")))
+    done, restored = saver.load(template)
+    evals = settings["evals"]
+    if restored is not None:
+        # The remaining steps, at the same steps per evaluation epoch; fresh optimiser, environments and keys.
+        per_eval = max(settings["steps"] // evals, 1)
+        evals = max(1, evals - done // per_eval)
+        extra = extra | {"restore_params": restored, "restore_value_fn": True}
+        seed = seed + done
+        progress.offset = done
     _, params, _ = ppo.train(
         environment=env,
-        num_timesteps=settings["steps"],
+        num_timesteps=settings["steps"] - done,
         episode_length=episode_length,
         num_envs=settings["num_envs"],
         batch_size=settings["batch_size"],
@@ -82,12 +139,13 @@ def _train(env, settings: dict[str, Any], episode_length: int, *, seed: int, lab
         entropy_cost=settings["entropy_cost"],
         discounting=settings["discounting"],
         reward_scaling=settings["reward_scaling"],
-        num_evals=settings["evals"],
+        num_evals=evals,
         run_evals=False,
         log_training_metrics=True,
         training_metrics_steps=max(settings["steps"] // settings["evals"], 1),
         seed=seed,
         progress_fn=progress,
+        policy_params_fn=saver,
         **extra,
     )
     return params, {k.replace("episode/", "train_episode/"): v for k, v in progress.last.items()}

@@ -15,6 +15,7 @@ from tqdm.auto import tqdm
 from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast, get_cosine_schedule_with_warmup
 
 from rewarded_soups.gpus import torch_device
+from rewarded_soups.resume import LoopState
 from rewarded_soups.tasks.text import policy
 from rewarded_soups.tasks.text.data import Splits
 
@@ -134,8 +135,12 @@ def _train_lm(model: torch.nn.Module, stream: torch.Tensor, settings: dict[str, 
     )
     schedule = get_cosine_schedule_with_warmup(optimiser, settings["warmup_steps"], steps)
     model.train()
-    bar = tqdm(range(steps), desc="pretrain", mininterval=10, miniters=max(1, steps // 50))
-    running = None
+    state = LoopState("pretrain", total_steps=steps, model=model, optimiser=optimiser, schedule=schedule, generator=gen)
+    first, saved = state.resume({"running": None})
+    running = saved["running"]
+    bar = tqdm(
+        range(first, steps), desc="pretrain", initial=first, total=steps, mininterval=10, miniters=max(1, steps // 50)
+    )
     for step in bar:
         starts = torch.randint(0, len(stream) - block - 1, (batch,), generator=gen)
         x = torch.stack([stream[s : s + block] for s in starts]).to(device)
@@ -149,5 +154,6 @@ def _train_lm(model: torch.nn.Module, stream: torch.Tensor, settings: dict[str, 
         bar.set_postfix(loss=f"{running:.3f}", refresh=False)
         if (step + 1) % max(1, steps // 10) == 0:
             log.info("pretrain step %d/%d: loss %.3f", step + 1, steps, running)
+        state.step_done(step + 1, {"running": running})
     model.cpu()
     return steps

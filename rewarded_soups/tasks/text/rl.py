@@ -12,8 +12,10 @@ hyperparameters; only the reward weights differ. MORL's scalarised reward
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
+import shutil
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -25,6 +27,7 @@ from datasets import Dataset
 from peft import LoraConfig
 from transformers import TrainerCallback
 
+from rewarded_soups import resume
 from rewarded_soups.registry import build_reward
 from rewarded_soups.rewards.text import ClassifierReward
 from rewarded_soups.tasks.base import Run
@@ -74,14 +77,55 @@ class CompletionLengthSampler(TrainerCallback):
     """
 
     def __init__(self, trainer: Any, low: int, high: int, seed: int) -> None:
-        self.trainer, self.low, self.high = trainer, low, high
+        self.trainer, self.low, self.high, self.seed = trainer, low, high, seed
         self.rng = random.Random(seed)
         self.drawn: list[int] = []
+
+    def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        # One draw per step: a run resumed at step k draws the lengths an uninterrupted run draws from step k.
+        self.rng = random.Random(self.seed)
+        for _ in range(state.global_step):
+            self.rng.randint(self.low, self.high)
 
     def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         length = self.rng.randint(self.low, self.high)
         self.trainer.generation_config.max_new_tokens = length
         self.drawn.append(length)
+
+
+class CheckpointEvery(TrainerCallback):
+    """The Trainer's checkpoints on the job's schedule (:mod:`rewarded_soups.resume`): every ``every_steps``
+    steps through ``save_steps``, and every ``every_minutes`` by asking the Trainer to save.
+
+    A checkpoint directory counts once the Trainer has finished writing it (``on_save`` marks it
+    :data:`COMPLETE`); the older ones are removed then, so a kill mid-write resumes from the previous.
+    """
+
+    COMPLETE = "rewarded_soups_complete"
+
+    def __init__(self, checkpoints: Any) -> None:
+        self.checkpoints = checkpoints
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if state.global_step < state.max_steps and self.checkpoints.due(state.global_step):
+            control.should_save = True
+
+    def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        done = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+        (done / self.COMPLETE).touch()
+        self.checkpoints.saved_now()
+        for older in Path(args.output_dir).glob("checkpoint-*"):
+            if older != done:
+                shutil.rmtree(older, ignore_errors=True)
+        log.info("checkpoint at step %d: %s", state.global_step, done)
+
+    @classmethod
+    def latest(cls, output_dir: Path) -> str | None:
+        """The newest complete checkpoint in ``output_dir``, for ``trainer.train(resume_from_checkpoint=...)``."""
+        complete = [d for d in Path(output_dir).glob("checkpoint-*") if (d / cls.COMPLETE).exists()]
+        if not complete:
+            return None
+        return str(max(complete, key=lambda d: int(d.name.split("-")[-1])))
 
 
 def trl_rewards(rewards: dict[str, dict[str, Any]], active: list[str], context: dict[str, Any]):
@@ -98,8 +142,12 @@ def trl_rewards(rewards: dict[str, dict[str, Any]], active: list[str], context: 
     return funcs, tokenizers
 
 
-def build_trainer(run: Run, scratch: Path, splits: Splits):
-    """The trl trainer of one run (expert or MORL), writing its checkpoints (none are kept) into ``scratch``."""
+def build_trainer(run: Run, scratch: Path, splits: Splits, checkpoints: Any = None):
+    """The trl trainer of one run (expert or MORL), writing its checkpoints into ``scratch``.
+
+    ``checkpoints``: the job's (:func:`rewarded_soups.resume.active`); when off, the Trainer saves none.
+    """
+    checkpoints = checkpoints or resume.Checkpoints()
     base_dir, rewards, weights, settings, seed = run.base_dir, run.rewards, run.weights, run.settings, run.seed
     cfg = settings["finetune"]
     active = [name for name, w in weights.items() if w > 0]
@@ -148,7 +196,10 @@ def build_trainer(run: Run, scratch: Path, splits: Splits):
         seed=seed,
         data_seed=seed,
         logging_steps=max(1, (cfg["steps"] or 20) // 20),
-        save_strategy="no",
+        # Checkpoints only for a job that resumes (rewarded_soups.resume); CheckpointEvery adds the timed ones.
+        save_strategy="steps" if checkpoints.enabled else "no",
+        save_steps=checkpoints.every_steps or 10**9,
+        save_only_model=False,
         report_to="none",
         disable_tqdm=False,  # trl's progress bar logs every logging step's rewards
         dataloader_num_workers=0,
@@ -164,15 +215,24 @@ def build_trainer(run: Run, scratch: Path, splits: Splits):
     )
     if low != high:
         trainer.add_callback(CompletionLengthSampler(trainer, low, high, seed))
+    if checkpoints.enabled:
+        trainer.add_callback(CheckpointEvery(checkpoints))
     return trainer
 
 
 def finetune(run: Run, splits: Splits) -> dict[str, Any]:
     """Train the run's LoRA adapter and save it (peft's layout) into ``run.out_dir``; return its metrics."""
     start = time.time()
-    with tempfile.TemporaryDirectory() as scratch:
-        trainer = build_trainer(run, Path(scratch), splits)
-        result = trainer.train()
+    checkpoints = resume.active()
+    with contextlib.ExitStack() as stack:
+        # The Trainer's own checkpoints (weights, optimiser, scheduler, RNG states, data position) go into the
+        # job's checkpoint directory when it has one, where a rerun after a kill finds them.
+        scratch = checkpoints.scratch("trainer") or Path(stack.enter_context(tempfile.TemporaryDirectory()))
+        trainer = build_trainer(run, scratch, splits, checkpoints)
+        latest = CheckpointEvery.latest(scratch)
+        if latest:
+            log.info("resuming the Trainer from %s", latest)
+        result = trainer.train(resume_from_checkpoint=latest)
     run.out_dir.mkdir(parents=True, exist_ok=True)
     trainer.model.save_pretrained(run.out_dir, safe_serialization=True)
     history = [h for h in trainer.state.log_history if "reward" in h]

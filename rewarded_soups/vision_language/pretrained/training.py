@@ -61,6 +61,7 @@ def reinforce(
     import torch
 
     from rewarded_soups.gpus import torch_device
+    from rewarded_soups.resume import LoopState
     from rewarded_soups.vision_language.pretrained.model import load_base, save
 
     torch.manual_seed(seed)
@@ -76,9 +77,11 @@ def reinforce(
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bool(cfg["bf16"]))
     xent_weight = cfg.get("xent_weight", 0.0) if targets is not None else 0.0
     n, batch = len(images), min(cfg["batch_size"], len(images))
-    history: dict[str, list[float]] = {"reward": [], "baseline": [], "loss": []}
     start = time.perf_counter()
-    for step in range(cfg["steps"]):
+    state = LoopState("finetune", total_steps=cfg["steps"], model=family.model, optimiser=optimizer, rng=rng)
+    first, saved = state.resume({"history": {"reward": [], "baseline": [], "loss": []}})
+    history: dict[str, list[float]] = saved["history"]
+    for step in range(first, cfg["steps"]):
         optimizer.zero_grad()
         for _ in range(cfg["gradient_accumulation_steps"]):
             chosen = rng.choice(n, size=batch, replace=False).tolist()
@@ -122,5 +125,6 @@ def reinforce(
                 np.mean(history["reward"][recent]),
                 np.mean(history["baseline"][recent]),
             )
+        state.step_done(step + 1, {"history": history})
     save(family.model, Path(out_dir))
     return {**history, "trainable_parameters": sum(p.numel() for p in params), "seconds": time.perf_counter() - start}
