@@ -24,10 +24,19 @@ What keeps the results the job's own:
   fork-safe, with its threads) until a fork asks for a device, and XLA reads
   the fork's ``XLA_FLAGS`` then.
 
-It is off (jobs run in their own process, as Snakemake starts them) with
-``REWARDED_SOUPS_WARM_JOBS=0``, and under a cluster scheduler
-(``SLURM_JOB_ID`` set): a fork of a server started by another job would run
-outside this job's allocation. The server is a shared service
+It is on only where it is asked for: ``REWARDED_SOUPS_WARM_JOBS=1``, which
+the Snakefile sets when the config says ``warm_jobs: true`` (the default
+profile does) and jobs run on the machine Snakemake runs on. Even then a job
+runs in its own process, as Snakemake starts it, when it has a GPU (``gpu``
+resource above 0: a fork shares the server's memory, and no GPU job has been
+measured through it) and under a cluster scheduler (``SLURM_JOB_ID`` set): a
+fork of a server started by another job would run outside this job's
+allocation.
+
+Nothing outlives its job: the fork leads its own process group, and when the
+job's process goes (killed by Snakemake, or with Snakemake:
+:func:`die_with_parent`) the fork kills that group, its own children
+included. The server is a shared service
 (:mod:`rewarded_soups.services`): it exits after ``IDLE_SECONDS`` without a
 job, or when the workflow ends.
 """
@@ -93,9 +102,58 @@ def preloaded() -> frozenset[str]:
 
 
 def enabled() -> bool:
-    if os.environ.get(ENABLE_ENV, "1").strip().lower() in ("0", "false", "no", "off"):
+    if os.environ.get(ENABLE_ENV, "0").strip().lower() not in ("1", "true", "yes", "on"):
         return False
     return not any(os.environ.get(name) for name in SCHEDULER_ENV)
+
+
+def kill_descendants(pid: int | None = None) -> None:
+    """SIGKILL every process below ``pid`` (default: this one), from /proc; shared services, which detach into
+    sessions of their own under init, are not below it."""
+    pid = pid or os.getpid()
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                parents[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+    below, frontier = [], [pid]
+    while frontier:
+        current = frontier.pop()
+        children = [child for child, parent in parents.items() if parent == current]
+        below += children
+        frontier += children
+    for child in below:
+        with contextlib.suppress(OSError):
+            os.kill(child, signal.SIGKILL)
+
+
+def die_with_parent() -> None:
+    """Kill this process when its parent (Snakemake, or the job runner under a cluster) exits, SIGKILL included.
+
+    A job whose Snakemake is gone would go on writing results that a rerun is
+    rewriting. Linux's parent-death signal is not used: it fires when the
+    parent *thread* that started the job exits, and Snakemake starts jobs from
+    worker threads. A thread waits on the parent's pidfd instead (polling where
+    pidfds are missing).
+    """
+    parent = os.getppid()
+    if parent <= 1:
+        return
+
+    def wait_then_die() -> None:
+        try:
+            fd = os.pidfd_open(parent)
+        except (AttributeError, OSError):
+            while os.getppid() == parent:
+                time.sleep(1.0)
+        else:
+            import select
+
+            select.select([fd], [], [])
+        kill_descendants()
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    threading.Thread(target=wait_then_die, name="die-with-parent", daemon=True).start()
 
 
 def socket_path() -> Path:
@@ -137,13 +195,23 @@ def _request(smk: Any, script: str) -> bytes:
     return json.dumps(job).encode()  # TypeError for what JSON cannot carry: the job then runs here
 
 
+def _gpus(smk: Any) -> int:
+    try:
+        return int(getattr(smk.resources, "gpu", 0) or 0)
+    except (TypeError, ValueError):
+        return 0
+
+
 def run_warm(smk: Any, script: str) -> None:
     """In a job: run this script (``scripts/<script>``) in a fork of the warm server and exit with its status.
 
     Returns at once in the fork itself, and where the server is off or the job
     cannot travel as JSON: the script then runs in this process.
     """
-    if _in_fork or os.environ.get(_FORK_ENV) or not enabled():
+    if _in_fork or os.environ.get(_FORK_ENV):
+        return
+    die_with_parent()
+    if not enabled() or _gpus(smk) > 0:
         return
     try:
         payload = _request(smk, script)
@@ -209,10 +277,11 @@ class _Job:
 
 
 def _exit_with_the_job(conn: socket.socket) -> None:
-    """In the fork: the job's process is gone (killed by Snakemake) when its end of the socket closes."""
+    """In the fork: the job's process is gone (killed by Snakemake, or with it) when its end of the socket closes;
+    the fork's process group (the fork and whatever it started) goes with it."""
     with contextlib.suppress(OSError):
         conn.recv(1)
-    os.kill(os.getpid(), signal.SIGKILL)
+    os.killpg(os.getpgid(0), signal.SIGKILL)
 
 
 def _run_fork(conn: socket.socket, job: dict, fds: list[int]) -> None:
@@ -222,6 +291,7 @@ def _run_fork(conn: socket.socket, job: dict, fds: list[int]) -> None:
     try:
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD):
             signal.signal(signum, signal.SIG_DFL)
+        os.setpgid(0, 0)  # a group of its own: killed whole when the job goes (_exit_with_the_job)
         os.dup2(fds[0], 1)
         os.dup2(fds[1], 2)
         for fd in fds:

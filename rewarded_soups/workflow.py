@@ -54,6 +54,8 @@ def timing(startup_cpu: float) -> dict[str, Any]:
         "startup_cpu": round(startup_cpu, 3),
         "work_cpu": round(time.process_time() - startup_cpu, 3),
         "children_cpu": round(children.ru_utime + children.ru_stime, 3),
+        # The job's own peak memory (a warm fork's includes the pages it shares with the server).
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "heavy_modules": [m for m in HEAVY_MODULES if m in sys.modules and m not in warm],
         "warm": [m for m in HEAVY_MODULES if m in warm],
     }

@@ -10,7 +10,7 @@ from pathlib import Path
 from snakemake.exceptions import WorkflowError
 from snakemake.logging import logger
 
-from rewarded_soups import codedigest, plan, registry, stages, theta0
+from rewarded_soups import codedigest, jobserver, plan, registry, stages, theta0
 from rewarded_soups.config import ConfigError, merged_config_warnings, validate_config
 from rewarded_soups.grid import parse_mix, renormalise
 from rewarded_soups.merging import methods as merge_methods
@@ -26,12 +26,18 @@ try:
     validate_config(config)
 except ConfigError as err:
     hint = ""
-    if not Path("config.yaml").exists():
+    if not Path("config.yaml").exists() and not workflow.config_settings.replace_workflow_config:
         hint = (
             f" (no config.yaml in {Path.cwd()}, where Snakemake runs (--directory), so only the --configfile "
             "files were read: copy config.yaml there, or give a complete config with --replace-workflow-config)"
         )
     raise WorkflowError(f"invalid configuration: {err}{hint}") from None
+
+# Warm jobs (rewarded_soups/jobserver.py) where the config asks for them (the default profile does)
+# and jobs run on this machine; the jobs read the switch from their environment. An explicit
+# REWARDED_SOUPS_WARM_JOBS=0 keeps them off.
+if config.get("warm_jobs") and workflow.local_exec and os.environ.get(jobserver.ENABLE_ENV) != "0":
+    os.environ[jobserver.ENABLE_ENV] = "1"
 
 # What each source file gave the code digests, kept between runs (a no-op run parses nothing).
 codedigest.use_disk_cache(Path(".snakemake") / "rewarded_soups" / "code-digests.json")

@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # What Snakemake's script preamble does, in short: a `snakemake` object with Namedlists, then the script.
 DRIVER = textwrap.dedent(
     """
-    import sys
+    import os, sys
     from snakemake.iocontainers import Namedlist
 
     def named(items, **names):
@@ -35,7 +35,7 @@ DRIVER = textwrap.dedent(
         params = named([{"a": [1, 2]}, 7], settings=0, seed=1)
         wildcards = named(["m1"], model=0)
         log = named([])
-        resources = named([1], gpu=0)
+        resources = named([int(os.environ.get("DRIVER_GPUS", "0"))], gpu=0)
         threads = 1
         rule = "demo"
         scriptdir = sys.argv[1]
@@ -74,8 +74,9 @@ JOB = textwrap.dedent(
     if mode == "fail":
         raise ValueError("the job failed on purpose")
     if mode == "sleep":
-        open("sleeping", "w").write(str(os.getpid()))
-        import time
+        import subprocess, time
+        child = subprocess.Popen(["sleep", "120"])  # what a job starts (Java, a tokenizer's workers) goes too
+        open("sleeping", "w").write(f"{{os.getpid()}} {{child.pid}}")
         time.sleep(120)
     """
 )
@@ -90,8 +91,9 @@ def job_dir(tmp_path_factory):
     sockets = tmp_path_factory.mktemp("sockets")
     sockets.chmod(0o700)
     env = {**os.environ, services.SOCKET_DIR_ENV: str(sockets), "JOB_MARKER": "from the job"}
-    for name in (jobserver.ENABLE_ENV, *jobserver.SCHEDULER_ENV):
+    for name in jobserver.SCHEDULER_ENV:
         env.pop(name, None)
+    env[jobserver.ENABLE_ENV] = "1"  # what the Snakefile sets when the config asks for warm jobs
     yield directory, env
     old = os.environ.get(services.SOCKET_DIR_ENV)
     os.environ[services.SOCKET_DIR_ENV] = str(sockets)
@@ -140,24 +142,62 @@ def test_a_job_runs_in_a_warm_fork_with_its_own_inputs_environment_and_code(job_
     assert log.read_text().count("ready on") == 1
 
 
-def test_killing_the_job_stops_its_fork(job_dir):
+def _sleeping_job(job_dir, env, process):
+    """Wait until the job's script sleeps; its pid and its child's."""
+    directory, _ = job_dir
+    deadline = time.monotonic() + 300
+    while not (directory / "sleeping").exists() or len((directory / "sleeping").read_text().split()) < 2:
+        assert time.monotonic() < deadline and process.poll() is None
+        time.sleep(0.1)
+    (directory / "mode").unlink()
+    script, child = map(int, (directory / "sleeping").read_text().split())
+    return script, child
+
+
+def _gone(*pids: int, what: str) -> None:
+    deadline = time.monotonic() + 30
+    for pid in pids:
+        while Path(f"/proc/{pid}").exists() and "Z" not in _state(pid):
+            assert time.monotonic() < deadline, f"{what} (pid {pid}) is still running"
+            time.sleep(0.1)
+
+
+def test_killing_the_job_stops_its_fork_and_what_the_fork_started(job_dir):
     directory, env = job_dir
     (directory / "sleeping").unlink(missing_ok=True)
     (directory / "mode").write_text("sleep")
     process = drive(job_dir, env)
-    deadline = time.monotonic() + 300
-    while not (directory / "sleeping").exists():
-        assert time.monotonic() < deadline and process.poll() is None
-        time.sleep(0.1)
-    (directory / "mode").unlink()
-    fork = int((directory / "sleeping").read_text())
+    fork, child = _sleeping_job(job_dir, env, process)
     assert fork != process.pid
     process.send_signal(signal.SIGKILL)  # as Snakemake's --kill or a failed sibling job would
     process.wait()
+    _gone(fork, child, what="the fork or its child outlived the job")
+
+
+@pytest.mark.parametrize("warm", [True, False])
+def test_when_snakemake_dies_its_jobs_die_with_it(job_dir, warm):
+    """SIGKILL of the job's parent (Snakemake) takes the job, its warm fork and their children down."""
+    directory, env = job_dir
+    for stale in ("sleeping", "job.pid"):
+        (directory / stale).unlink(missing_ok=True)
+    (directory / "mode").write_text("sleep")
+    env = {**env, jobserver.ENABLE_ENV: "1" if warm else "0"}
+    # The driver's parent stands for Snakemake: a shell that waits for it.
+    parent = subprocess.Popen(
+        ["sh", "-c", f"{sys.executable} {directory / 'driver.py'} {directory} & echo $! > job.pid; wait"],
+        cwd=directory,
+        env=env,
+    )
     deadline = time.monotonic() + 30
-    while Path(f"/proc/{fork}").exists() and "Z" not in _state(fork):
-        assert time.monotonic() < deadline, "the fork outlived its job"
-        time.sleep(0.1)
+    while not (directory / "job.pid").exists() or not (directory / "job.pid").read_text().strip():
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    job = int((directory / "job.pid").read_text())
+    script, child = _sleeping_job(job_dir, env, parent)
+    assert (script != job) is warm
+    parent.send_signal(signal.SIGKILL)
+    parent.wait()
+    _gone(job, script, child, what="a job process outlived Snakemake")
 
 
 def _state(pid: int) -> str:
@@ -167,10 +207,15 @@ def _state(pid: int) -> str:
         return "Z"
 
 
-@pytest.mark.parametrize("setting", [{jobserver.ENABLE_ENV: "0"}, {"SLURM_JOB_ID": "42"}])
-def test_off_or_under_a_cluster_scheduler_the_job_runs_in_its_own_process(job_dir, setting):
+@pytest.mark.parametrize(
+    "setting",
+    [{jobserver.ENABLE_ENV: "0"}, {jobserver.ENABLE_ENV: None}, {"SLURM_JOB_ID": "42"}, {"DRIVER_GPUS": "1"}],
+    ids=["off", "not-asked-for", "under-slurm", "gpu-job"],
+)
+def test_off_unasked_under_a_cluster_scheduler_or_with_a_gpu_the_job_runs_in_its_own_process(job_dir, setting):
     directory, env = job_dir
-    process = drive(job_dir, {**env, **setting})
+    env = {k: v for k, v in {**env, **setting}.items() if v is not None}
+    process = drive(job_dir, env)
     _, err = process.communicate(timeout=300)
     assert process.returncode == 0, err
     assert json.loads((directory / "out.json").read_text())["pid"] == process.pid

@@ -108,3 +108,56 @@ def test_workflow_on_slurm_matches_a_local_run(tmp_path, text_only_config):
     assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
     for path in ("results/text/scores.csv",):
         assert (cluster / path).read_text() == (local / path).read_text()
+
+
+@pytest.mark.skipif(not cluster_is_up(), reason="no SLURM cluster answers (sudo tools/local-slurm.sh start)")
+def test_an_expert_longer_than_its_time_limit_finishes_resumed_with_an_unlimited_runs_weights(tmp_path):
+    """SLURM stops the expert at its 1-minute limit; Snakemake's retries (profile) resubmit it and it resumes
+    from its last checkpoint, until done: the same adapter, byte for byte, as a local run without a limit."""
+    data = yaml.safe_load((ROOT / "tests" / "data" / "tiny.yaml").read_text())
+    text = data["tasks"]["text"]
+    text["finetune"]["steps"] = 2400  # about 2 minutes on one core: longer than the limit
+    text.setdefault("resources", {})["finetune"] = {"runtime": 1, "threads": 1}
+    data["tasks"] = {"text": text}
+    data["checkpoint"] = {"every_minutes": None, "every_steps": 100}
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump(data, sort_keys=False))
+    reward = next(iter(text["rewards"]))
+    target = f"results/text/experts/{reward}"
+    local, cluster = tmp_path / "local", tmp_path / "slurm"
+    local.mkdir()
+    cluster.mkdir()
+
+    started = datetime.now().strftime("%Y-%m-%dT%H:%M:%S")
+    result = run_snakemake(
+        cluster,
+        config,
+        "--profile",
+        str(ROOT / "profiles" / "slurm"),
+        "--default-resources",
+        f"slurm_account={ACCOUNT}",
+        f"slurm_partition={PARTITION}",
+        "runtime=30",
+        "mem_mb=2000",
+        "--slurm-init-seconds-before-status-checks",
+        "5",
+        target,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-5000:]
+    accounting = subprocess.run(
+        ["sacct", "-X", "--parsable2", "--noheader", "--starttime", started, "--format=JobID,State,Comment"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.splitlines()
+    states = [line.split("|")[1] for line in accounting if "|rule_expert" in line]
+    assert "TIMEOUT" in states and states[-1] == "COMPLETED", accounting
+    log = (cluster / "logs" / "text" / "experts" / f"{reward}.log").read_text()
+    assert "resuming the Trainer from" in log, log[-3000:]
+    assert not list((cluster / "checkpoints").rglob("*.safetensors")), "checkpoints outlived the finished expert"
+
+    result = run_snakemake(local, config, "--cores", "1", target)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    for name in ("adapter_model.safetensors", "adapter_config.json"):
+        assert (cluster / target / name).read_bytes() == (local / target / name).read_bytes(), name
