@@ -5,6 +5,20 @@ from snakemake.utils import min_version
 
 min_version("9.0")
 
+import sys
+
+sys.path.insert(0, workflow.basedir)
+
+from snakemake.exceptions import WorkflowError
+
+from rewarded_soups.config import ConfigError, check_yaml_syntax
+
+# Snakemake's message for a config.yaml it cannot parse names no file, line or column.
+try:
+    check_yaml_syntax("config.yaml")
+except ConfigError as err:
+    raise WorkflowError(str(err)) from None
+
 
 configfile: "config.yaml"
 

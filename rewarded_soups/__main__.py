@@ -1,9 +1,12 @@
 """Command line: ``python -m rewarded_soups {verify,select}``.
 
-``verify [RESULTS]`` checks every directory the workflow wrote under RESULTS
-(default ``results``) against its manifest and prints, for each damaged one,
-what changed and the command that rebuilds it; exit status 1 when any is
-damaged.
+``verify [RESULTS] [--configfile F ...]`` checks every directory the workflow
+wrote under RESULTS (default ``results``) against its manifest and prints, for
+each damaged one, what changed and the command that rebuilds it; then asks
+Snakemake (``--summary``, with the run's config files) which outputs under
+RESULTS the workflow expects and are not there (e.g. deleted by a refused
+``--forcerun``), with the command that rebuilds them. Exit status 1 when any
+is damaged or missing.
 
 ``select --task TASK --preference r1=w1,r2=w2`` answers "which soup for my
 preference?" from the cached scores (results/TASK/scores.csv) without
@@ -22,8 +25,31 @@ from typing import Any
 
 from rewarded_soups import manifest
 
+SNAKEFILE = Path(__file__).resolve().parent.parent / "Snakefile"
+SHOWN_MISSING = 20
 
-def verify(results: Path) -> int:
+
+def missing_outputs(results: Path, configfiles: list[Path]) -> list[tuple[str, str]] | str:
+    """(path, rule) of every output under ``results`` that the workflow's DAG expects and is not on disk,
+    from ``snakemake --summary`` run in the current directory; or Snakemake's error, as text."""
+    import subprocess
+
+    command = [sys.executable, "-m", "snakemake", "--summary", "--snakefile", str(SNAKEFILE)]
+    for configfile in configfiles:
+        command += ["--configfile", str(configfile)]
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode != 0:
+        return (done.stderr or done.stdout).strip()[-2000:]
+    root = str(results).rstrip("/") + "/"
+    missing = []
+    for line in done.stdout.splitlines()[1:]:
+        fields = line.split("\t")
+        if len(fields) >= 5 and fields[4] == "missing" and fields[0].startswith(root):
+            missing.append((fields[0], fields[2]))
+    return missing
+
+
+def verify(results: Path, configfiles: list[Path] | None = None, dag: bool = True) -> int:
     if not results.is_dir():
         print(f"{results} is not a directory (run from the workflow's directory, or give the results path)")
         return 2
@@ -34,7 +60,21 @@ def verify(results: Path) -> int:
         print(f"CORRUPTED {directory} (rule {rule}): {'; '.join(found)}")
         print(f"  rebuild: snakemake --forcerun {directory}")
     print(f"{len(checked)} artifact directories checked, {len(damaged)} damaged")
-    return 1 if damaged else 0
+    if not dag or not SNAKEFILE.exists():
+        return 1 if damaged else 0
+    missing = missing_outputs(results, configfiles or [])
+    if isinstance(missing, str):
+        print(f"could not ask Snakemake which outputs are missing (give the run's --configfile):\n{missing}")
+        return 1 if damaged else 2
+    for path, rule in missing[:SHOWN_MISSING]:
+        print(f"MISSING {path} (rule {rule})")
+    if len(missing) > SHOWN_MISSING:
+        print(f"  … and {len(missing) - SHOWN_MISSING} more")
+    if missing:
+        configs = "".join(f" --configfile {c}" for c in configfiles or [])
+        print(f"  rebuild: snakemake{configs} (one: snakemake{configs} {missing[0][0]})")
+    print(f"{len(missing)} outputs the workflow expects under {results} are missing")
+    return 1 if damaged or missing else 0
 
 
 def _line(label: str, entry: dict[str, Any] | None, rewards: list[str]) -> str:
@@ -90,6 +130,8 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     check = commands.add_parser("verify", help="check every result directory against its manifest")
     check.add_argument("results", nargs="?", type=Path, default=Path("results"))
+    check.add_argument("--configfile", type=Path, nargs="+", default=[], help="the run's config files, as given to it")
+    check.add_argument("--no-dag", action="store_true", help="only check manifests; do not ask Snakemake")
     choose = commands.add_parser("select", help="the soup for a preference, chosen on validation from cached scores")
     choose.add_argument("--task", required=True, help="a task name (results/TASK/scores.csv)")
     choose.add_argument("--preference", required=True, help="reward=weight,… (normalised; omitted rewards weigh 0)")
@@ -98,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "select":
         return select(args.results, args.task, args.preference, args.json)
-    return verify(args.results)
+    return verify(args.results, args.configfile, dag=not args.no_dag)
 
 
 if __name__ == "__main__":

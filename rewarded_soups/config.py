@@ -68,8 +68,10 @@ def validate_config(config: dict[str, Any], schema: Path = GENERIC_SCHEMA) -> di
         raise ConfigError(
             f"tasks: every task is off (enabled: false): {sorted(config['tasks'])}; set enabled: true on one"
         )
+    # A task that is off is neither run nor checked: its settings' errors would hide those of the tasks that run.
     for task_name, task in config["tasks"].items():
-        validate_task(task, f"tasks.{task_name}")
+        if task.get("enabled", True):
+            validate_task(task, f"tasks.{task_name}")
     return config
 
 
@@ -325,3 +327,23 @@ def merged_config_warnings(config: dict[str, Any], overrides: dict[str, Any] | N
                     "--replace-workflow-config (your file must then be a complete config)"
                 )
     return warnings
+
+
+def check_yaml_syntax(path: Path) -> None:
+    """Raise :class:`ConfigError` naming the file, line and column of a YAML syntax error in ``path`` (if it exists).
+
+    Snakemake's own message for a config file it cannot parse names neither.
+    """
+    path = Path(path)
+    if not path.is_file():
+        return
+    try:
+        yaml.safe_load(path.read_text())
+    except yaml.MarkedYAMLError as err:
+        mark = err.problem_mark or err.context_mark
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+        problem = " ".join(str(p) for p in (err.context, err.problem) if p)
+        hint = " (YAML indents with spaces, never tabs)" if "'\\t'" in problem else ""
+        raise ConfigError(f"{where}: not valid YAML: {problem}{hint}") from None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {err}") from None

@@ -203,6 +203,7 @@ class Checkpoints:
     every_minutes: float | None = None
     every_steps: int | None = None
     last_save: float = field(default_factory=time.monotonic)
+    last_step: int = 0  # the step of the last checkpoint (or the one resumed from)
     saves: list[dict[str, float]] = field(default_factory=list)
 
     @property
@@ -216,13 +217,18 @@ class Checkpoints:
     def due(self, step: int) -> bool:
         if not self.enabled:
             return False
-        if self.every_steps and step % self.every_steps == 0:
+        # Steps since the last checkpoint, not multiples: PPO's steps are environment steps counted per epoch.
+        if self.every_steps and step - self.last_step >= self.every_steps:
             return True
         return self.every_minutes is not None and time.monotonic() - self.last_save >= 60 * self.every_minutes
 
-    def saved_now(self) -> None:
-        """A library saved its own checkpoint: the next timed one is ``every_minutes`` from now."""
-        self.last_save = time.monotonic()
+    def saved_now(self, step: int, seconds: float, size: int) -> None:
+        """A library saved its own checkpoint at ``step``: the next is ``every_minutes`` or ``every_steps`` away."""
+        self.last_save, self.last_step = time.monotonic(), step
+        self.saves.append({"seconds": seconds, "bytes": size})
+
+    def resumed_at(self, step: int) -> None:
+        self.last_save, self.last_step = time.monotonic(), step
 
     def save(self, name: str, state: dict[str, Any]) -> None:
         if not self.enabled:
@@ -230,7 +236,7 @@ class Checkpoints:
         start = time.perf_counter()
         size = save_state(self.path(name), state)
         seconds = time.perf_counter() - start
-        self.last_save = time.monotonic()
+        self.last_save, self.last_step = time.monotonic(), int(state.get("step", self.last_step))
         self.saves.append({"seconds": seconds, "bytes": size})
         log.info("checkpoint %s at step %s: %.1f MB in %.2f s", name, state.get("step"), size / 1e6, seconds)
 
@@ -343,6 +349,7 @@ class LoopState:
         for name, obj in self.objects.items():
             _restore_object(obj, saved["objects"][name])
         set_global_rng_state(saved["rng"])
+        self.checkpoints.resumed_at(int(saved["step"]))
         log.info("%s: resumed at step %d of %d", self.name, saved["step"], self.total_steps)
         return int(saved["step"]), saved["values"]
 

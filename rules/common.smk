@@ -39,6 +39,20 @@ except ConfigError as err:
 if config.get("warm_jobs") and workflow.local_exec and os.environ.get(jobserver.ENABLE_ENV) != "0":
     os.environ[jobserver.ENABLE_ENV] = "1"
 
+# On a cluster a job that hits its time limit is submitted again and resumes from its last
+# checkpoint (docs/resume.md): only if it wrote one before the limit.
+_every_minutes = (config.get("checkpoint") or {}).get("every_minutes", 10)
+if not workflow.local_exec and _every_minutes:
+    for _name, _task in config["tasks"].items():
+        for _stage in ("pretrain", "finetune"):
+            _runtime = _task.get("resources", {}).get(_stage, {}).get("runtime")
+            if _task.get("enabled", True) and _runtime and _runtime <= _every_minutes:
+                logger.warning(
+                    f"warning: tasks.{_name}.resources.{_stage}.runtime is {_runtime} minutes but "
+                    f"checkpoint.every_minutes is {_every_minutes}: a job stopped at its time limit "
+                    "will not have saved a checkpoint to resume from; lower checkpoint.every_minutes"
+                )
+
 # What each source file gave the code digests, kept between runs (a no-op run parses nothing).
 codedigest.use_disk_cache(Path(".snakemake") / "rewarded_soups" / "code-digests.json")
 

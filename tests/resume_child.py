@@ -34,13 +34,16 @@ LONGER = {
 }
 
 
-def task_settings(kind: str) -> dict:
+def task_settings(kind: str, config_path: Path | None = None) -> dict:
+    """tests/data/tiny.yaml's task with :data:`LONGER`'s steps; or, from ``config_path``, the task as configured."""
     from rewarded_soups.config import validate_config
 
-    config = validate_config(yaml.safe_load((ROOT / "tests" / "data" / "tiny.yaml").read_text()))
+    path = config_path or ROOT / "tests" / "data" / "tiny.yaml"
+    config = validate_config(yaml.safe_load(path.read_text()))
     task = copy.deepcopy(config["tasks"][kind])
-    for stage, changes in LONGER[kind].items():
-        task[stage].update(changes)
+    if config_path is None:
+        for stage, changes in LONGER[kind].items():
+            task[stage].update(changes)
     return task
 
 
@@ -53,6 +56,7 @@ def main() -> None:
     parser.add_argument("--base", type=Path)
     parser.add_argument("--every-steps", type=int, default=2)
     parser.add_argument("--kill-after-saves", type=int, default=0)
+    parser.add_argument("--config", type=Path, help="a workflow config: its task as configured (tools/bench-resume.py)")
     args = parser.parse_args()
 
     import logging
@@ -74,15 +78,14 @@ def main() -> None:
             save(self, name, state)
             die_after(self)
 
-        def trainer_saved_then_maybe_die(self):
-            trainer_saved(self)
-            self.saves.append({"seconds": 0.0, "bytes": 0})
+        def trainer_saved_then_maybe_die(self, *args):
+            trainer_saved(self, *args)
             die_after(self)
 
         resume.Checkpoints.save = save_then_maybe_die
         resume.Checkpoints.saved_now = trainer_saved_then_maybe_die
 
-    task = task_settings(args.kind)
+    task = task_settings(args.kind, args.config)
     module = load_task(task["kind"])
     settings = {"dir": str(args.checkpoints), "every_minutes": None, "every_steps": args.every_steps or None}
     params = {"kind": args.kind, "stage": args.stage}

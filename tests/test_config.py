@@ -234,3 +234,31 @@ def test_a_partial_configfile_warns_about_what_config_yaml_adds(default_config):
     assert any(w.startswith("tasks.locomotion: not in your --configfile but enabled") for w in warnings)
     assert not any("tasks.image" in w for w in warnings)
     assert merged_config_warnings(default_config, override, replaced=True) == []
+
+
+def test_a_task_that_is_off_is_not_checked(default_config):
+    """Its settings' errors would hide those of the tasks that run (captioning's validation_size was one)."""
+    default_config["tasks"]["captioning"]["enabled"] = False
+    default_config["tasks"]["captioning"]["evaluate"] = {"validation_size": 10**9}
+    validate_config(default_config)
+    default_config["tasks"]["captioning"]["enabled"] = True
+    with pytest.raises(ConfigError, match=r"tasks\.captioning"):
+        validate_config(default_config)
+
+
+def test_locomotion_experts_need_at_least_one_step(default_config):
+    default_config["tasks"]["locomotion"]["finetune"]["steps"] = 0
+    with pytest.raises(ConfigError, match=r"tasks\.locomotion\.finetune\.steps"):
+        validate_config(default_config)
+
+
+def test_a_yaml_syntax_error_names_file_line_and_column(tmp_path):
+    from rewarded_soups.config import check_yaml_syntax
+
+    path = tmp_path / "config.yaml"
+    path.write_text("seed: 0\ntasks:\n  text:\n\tkind: text\n")
+    with pytest.raises(ConfigError, match=r"config.yaml:4:1: not valid YAML: .*never tabs"):
+        check_yaml_syntax(path)
+    path.write_text("seed: 0\n")
+    check_yaml_syntax(path)
+    check_yaml_syntax(tmp_path / "absent.yaml")  # Snakemake says what is missing itself

@@ -166,7 +166,7 @@ def _same_run(expected: Path, got: Path) -> list[str]:
     for name in a:
         if name.endswith("metrics.json"):
             ma, mb = json.loads(a[name]), json.loads(b[name])
-            if any(ma[k] != mb[k] for k in ma if k not in PER_ATTEMPT):
+            if any(ma.get(k) != mb.get(k) for k in ma.keys() | mb.keys() if k not in PER_ATTEMPT):
                 differ.append(name)
         elif a[name] != b[name]:
             differ.append(name)

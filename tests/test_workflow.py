@@ -574,6 +574,18 @@ def test_a_partial_configfile_elsewhere_fails_saying_where_config_yaml_was_looke
     out = result.stdout + result.stderr
     line = next(line for line in out.splitlines() if line.startswith("invalid configuration"))
     assert "tasks.text: 'kind' is a required property" in line and f"no config.yaml in {tmp_path}" in line
+    # With --replace-workflow-config already given, the error does not suggest giving it.
+    result = snakemake(tmp_path, partial, "--dry-run", "--replace-workflow-config")
+    out = result.stdout + result.stderr
+    line = next(line for line in out.splitlines() if line.startswith("invalid configuration"))
+    assert "tasks.text: 'kind' is a required property" in line and "--replace-workflow-config" not in line
+
+
+def test_a_yaml_syntax_error_in_config_yaml_names_the_file_line_and_column(tmp_path):
+    (tmp_path / "config.yaml").write_text("seed: 0\ntasks:\n  text:\n\tkind: text\n")
+    result = snakemake(tmp_path, tmp_path / "config.yaml", "--dry-run")
+    assert result.returncode != 0
+    assert "config.yaml:4:1: not valid YAML" in result.stdout + result.stderr
 
 
 def test_a_partial_configfile_warns_that_config_yaml_rewards_stay(run):
@@ -596,8 +608,8 @@ def test_a_corrupted_expert_is_reported_and_never_merged(run):
     original = adapter.read_bytes()
     scores = (workdir / "results/text/scores.csv").read_bytes()
     soup = "results/text/soups/sentiment@0.5+concise@0.5"
-    for damaged in (original[: len(original) // 2], bytes(reversed(original))):  # truncated; same-size garbage
-        adapter.write_bytes(damaged)
+    for attempt, damaged in enumerate((original[: len(original) // 2], bytes(reversed(original)))):
+        adapter.write_bytes(damaged)  # truncated; same-size garbage
         # Snakemake sees nothing to do: the corruption is after the job and keeps the directory's time.
         assert planned_jobs(workdir, config) == []
         check = subprocess.run(
@@ -606,6 +618,8 @@ def test_a_corrupted_expert_is_reported_and_never_merged(run):
         assert check.returncode == 1, check.stdout
         assert f"CORRUPTED {expert} (rule expert)" in check.stdout
         assert f"rebuild: snakemake --forcerun {expert}" in check.stdout
+        # The refused --forcerun below deleted the soup first: verify lists what the DAG expects and is gone.
+        assert (f"MISSING {soup} (rule soup)" in check.stdout) is (attempt == 1), check.stdout
         forced = snakemake(workdir, config, soup, "--forcerun", soup)
         assert forced.returncode != 0
         assert f"{expert} was modified or corrupted after it was written" in forced.stdout + forced.stderr
@@ -616,6 +630,10 @@ def test_a_corrupted_expert_is_reported_and_never_merged(run):
     assert repaired.returncode == 0, repaired.stdout[-3000:] + repaired.stderr[-3000:]
     assert planned_jobs(workdir, config) == []
     assert (workdir / "results/text/scores.csv").read_bytes() == scores
+    check = subprocess.run(
+        [sys.executable, "-m", "rewarded_soups", "verify"], capture_output=True, text=True, cwd=workdir
+    )
+    assert check.returncode == 0 and "0 outputs the workflow expects under results are missing" in check.stdout
 
 
 @pytest.mark.slow

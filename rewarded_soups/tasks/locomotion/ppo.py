@@ -93,6 +93,7 @@ class ParamsCheckpoint:
             return 0, None
         normaliser = jax.tree.unflatten(jax.tree.structure(normaliser_template), saved["normaliser"])
         self.offset = int(saved["step"])
+        self.checkpoints.resumed_at(self.offset)
         log.info("PPO resumes from its checkpoint at %d of %d env steps", self.offset, self.total_steps)
         return self.offset, (normaliser, saved["policy"], saved["value"])
 
@@ -142,7 +143,7 @@ def _train(env, settings: dict[str, Any], episode_length: int, *, seed: int, lab
         num_evals=evals,
         run_evals=False,
         log_training_metrics=True,
-        training_metrics_steps=max(settings["steps"] // settings["evals"], 1),
+        training_metrics_steps=max((settings["steps"] - done) // evals, 1),
         seed=seed,
         progress_fn=progress,
         policy_params_fn=saver,

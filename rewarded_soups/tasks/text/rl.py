@@ -107,17 +107,20 @@ class CheckpointEvery(TrainerCallback):
         self.checkpoints = checkpoints
 
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self.step_ended = time.perf_counter()  # the Trainer saves after this call: on_save times the save
         if state.global_step < state.max_steps and self.checkpoints.due(state.global_step):
             control.should_save = True
 
     def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         done = Path(args.output_dir) / f"checkpoint-{state.global_step}"
         (done / self.COMPLETE).touch()
-        self.checkpoints.saved_now()
+        seconds = time.perf_counter() - getattr(self, "step_ended", time.perf_counter())
+        size = sum(f.stat().st_size for f in done.rglob("*") if f.is_file())
+        self.checkpoints.saved_now(state.global_step, seconds, size)
         for older in Path(args.output_dir).glob("checkpoint-*"):
             if older != done:
                 shutil.rmtree(older, ignore_errors=True)
-        log.info("checkpoint at step %d: %s", state.global_step, done)
+        log.info("checkpoint at step %d: %.1f MB in %.2f s (%s)", state.global_step, size / 1e6, seconds, done)
 
     @classmethod
     def latest(cls, output_dir: Path) -> str | None:
@@ -232,6 +235,7 @@ def finetune(run: Run, splits: Splits) -> dict[str, Any]:
         latest = CheckpointEvery.latest(scratch)
         if latest:
             log.info("resuming the Trainer from %s", latest)
+            checkpoints.resumed_at(int(latest.rsplit("-", 1)[-1]))
         result = trainer.train(resume_from_checkpoint=latest)
     run.out_dir.mkdir(parents=True, exist_ok=True)
     trainer.model.save_pretrained(run.out_dir, safe_serialization=True)
