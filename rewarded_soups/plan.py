@@ -165,6 +165,32 @@ def _unique(mixes: list[dict[str, float]]) -> list[dict[str, float]]:
     return list(unique.values())
 
 
+GRID_SEPARATOR = "+"
+
+
+def soup_grids(task: dict[str, Any]) -> dict[str, list[str]]:
+    """Soups built together in one pass (rule soup_grid), by the experts they combine (``a+b``): every group of two
+    or more soups of the same experts, when soups are stored in full, ``merge.one_pass`` is on and the task's
+    first merge method supports it; ``{}`` otherwise (each soup job merges its own soup)."""
+    from rewarded_soups.merging import methods as registry
+
+    merge = task["merge"]
+    if merge.get("store", "full") != "full" or not merge.get("one_pass", True):
+        return {}
+    if not getattr(registry.get(merge_methods(task)[0]), "one_pass", False):
+        return {}
+    groups: dict[str, list[str]] = {}
+    for mix in soup_mixes(task):
+        members = GRID_SEPARATOR.join(r for r, w in mix.items() if w != 0)
+        groups.setdefault(members, []).append(mix_name(mix))
+    return {members: mixes for members, mixes in groups.items() if len(mixes) > 1}
+
+
+def grid_of(task: dict[str, Any], mix: str) -> str | None:
+    """The soup grid (its experts, ``a+b``) that builds soup ``mix``, or None when the soup job merges it itself."""
+    return next((members for members, mixes in soup_grids(task).items() if mix in mixes), None)
+
+
 def merge_methods(task: dict[str, Any]) -> list[str]:
     """``merge.method`` as a list: the first makes the soups (kind ``soup``), the others their own curves."""
     method = task["merge"].get("method", "linear")

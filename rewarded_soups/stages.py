@@ -87,6 +87,64 @@ def merge(
     return run(spec, Path(out_dir), settings.get("merge", {}))
 
 
+def merge_grid(
+    task: ModuleType,
+    base_dir: Path,
+    member_dirs: list[Path],
+    grid: Mapping[str, list[float]],
+    out_dir: Path,
+    settings: dict[str, Any],
+) -> list[dict[str, Any]]:
+    """The soups of ``grid`` (soup name -> λ, all of the same ``member_dirs``) in one pass over the experts, each
+    written to ``out_dir/<name>`` (rule soup_grid; the soup jobs take them from there)."""
+    from rewarded_soups.merging import grid as one_pass
+
+    names = list(grid)
+    specs = [task.merge_spec(Path(base_dir), [Path(d) for d in member_dirs], list(grid[n]), settings) for n in names]
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    return one_pass.run(specs, [Path(out_dir) / n for n in names], settings.get("merge", {}))
+
+
+def take_soup(grid_dir: Path, out_dir: Path) -> bool:
+    """Move a soup that a grid job built (``grid_dir``) to ``out_dir``; False when it is not there (taken before,
+    or the grid skipped it), and the soup job then merges it itself."""
+    from rewarded_soups.merging.engine import INFO_FILE
+
+    if not (Path(grid_dir) / INFO_FILE).is_file():
+        return False
+    Path(grid_dir).rename(out_dir)
+    return True
+
+
+def soups_to_build(
+    grid: Mapping[str, list[float]], soups_dir: Path, inputs: list[Path], merge_settings: dict[str, Any]
+) -> dict[str, list[float]]:
+    """The soups of ``grid`` that their jobs will take: those missing from ``soups_dir``, older than an input, or
+    merged with other settings. The others are up to date (Snakemake will not rerun their jobs): building them
+    again would leave copies nobody takes. A soup job that finds nothing to take merges its soup itself."""
+    from rewarded_soups.merging.engine import INFO_FILE
+
+    def stamp(directory: Path) -> float:
+        marker = directory / ".snakemake_timestamp"  # what Snakemake dates a directory output by
+        return (marker if marker.exists() else directory).stat().st_mtime
+
+    newest = max((stamp(Path(d)) for d in inputs if Path(d).exists()), default=0.0)
+    wanted = {}
+    for name, weights in grid.items():
+        soup = Path(soups_dir) / name
+        info_file = soup / INFO_FILE
+        if not info_file.is_file() or stamp(soup) < newest:
+            wanted[name] = weights
+            continue
+        info = json.loads(info_file.read_text())
+        same = info.get("method") == merge_settings.get("method") and info.get("options") == dict(
+            merge_settings.get("options") or {}
+        )
+        if not same or [round(w, 12) for w in info.get("weights", [])] != [round(w, 12) for w in weights]:
+            wanted[name] = weights
+    return wanted
+
+
 def ensemble(member_dirs: list[Path], weights: list[float], out_dir: Path) -> None:
     """A prediction ensemble (paper Figure 5c) is its members and weights; the task decodes it at generation."""
     manifest = {"members": [str(Path(d)) for d in member_dirs], "weights": [float(w) for w in weights]}

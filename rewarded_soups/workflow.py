@@ -66,25 +66,28 @@ def _directories(files: Any) -> list[Path]:
 
 
 @contextlib.contextmanager
-def checked_artifacts(smk: Any) -> Iterator[None]:
-    """Verify the directories the job reads against their manifests; write its output directories' manifests last."""
+def checked_artifacts(smk: Any, manifests: bool = True) -> Iterator[None]:
+    """Verify the directories the job reads against their manifests; write its output directories' manifests last
+    (``manifests`` False: none, for an intermediate whose parts other jobs move away, a soup grid)."""
     for directory in _directories(smk.input):
         manifest.verify(directory)
     yield
-    for directory in _directories(smk.output):
-        manifest.write(directory, smk.rule)
+    if manifests:
+        for directory in _directories(smk.output):
+            manifest.write(directory, smk.rule)
 
 
 @contextlib.contextmanager
-def logged(smk: Any) -> Iterator[logging.Logger]:
+def logged(smk: Any, manifests: bool = True) -> Iterator[logging.Logger]:
     """Send stdout, stderr and logging of the job to its ``log:`` file (the first one), fresh for each attempt.
 
     Around the job's work: its input directories are verified against their
-    manifests, and its output directories get theirs (:mod:`rewarded_soups.manifest`).
+    manifests, and its output directories get theirs (:mod:`rewarded_soups.manifest`; see
+    :func:`checked_artifacts` for ``manifests``).
     """
     log_path = Path(smk.log[0]) if smk.log else None
     if log_path is None:
-        with checked_artifacts(smk):
+        with checked_artifacts(smk, manifests):
             yield logging.getLogger("rewarded_soups")
         return
     log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -108,7 +111,7 @@ def logged(smk: Any) -> Iterator[logging.Logger]:
         # Before the task imports torch or jax, which read CUDA_VISIBLE_DEVICES once.
         gpus.assign(int(getattr(getattr(smk, "resources", None), "gpu", 0) or 0))
         try:
-            with checked_artifacts(smk):
+            with checked_artifacts(smk, manifests):
                 yield logger
         except Exception:
             logger.exception("job failed")

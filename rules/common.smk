@@ -107,6 +107,7 @@ wildcard_constraints:
     reward=r"[a-z][a-z0-9_]*",
     scorers=rf"[a-z][a-z0-9_]*|{plan.RULE_BASED}",
     mix=r"[a-z][a-z0-9_@.+-]*",
+    members=r"[a-z][a-z0-9_]*(\+[a-z][a-z0-9_]*)+",
     method="|".join(merge_methods.methods()),
     model=r"[a-z][a-z0-9_@.+-]*",
     fmt="png|pdf|svg",
@@ -305,6 +306,29 @@ def soup_experts(wildcards):
     if unknown:
         raise WorkflowError(f"{wildcards.task}: soup {wildcards.mix} names unknown rewards {unknown}")
     return [f"results/{wildcards.task}/experts/{r}" for r, w in mix.items() if w != 0]
+
+
+def soup_grid_input(wildcards):
+    """The grid job that builds this soup with the other soups of its experts (rules/merge.smk), if any.
+
+    ancient: a grid rebuilt for a new λ does not make the soups it already gave stale; a soup is rerun by its
+    own params, experts and code, as without a grid.
+    """
+    members = plan.grid_of(TASKS[wildcards.task], wildcards.mix)
+    return ancient(f"results/{wildcards.task}/soup-grids/{members}") if members else []
+
+
+def grid_experts(wildcards):
+    """The experts of a soup grid, in its name's order (``a+b``)."""
+    return [f"results/{wildcards.task}/experts/{r}" for r in wildcards.members.split(plan.GRID_SEPARATOR)]
+
+
+def grid_soups(wildcards):
+    """Soup name -> λ (renormalised, zeros dropped) of every soup the grid builds."""
+    mixes = plan.soup_grids(TASKS[wildcards.task]).get(wildcards.members)
+    if not mixes:
+        raise WorkflowError(f"{wildcards.task}: no soup grid of experts {wildcards.members}")
+    return {mix: list(renormalise([m for m in parse_mix(mix).values() if m != 0])) for mix in mixes}
 
 
 def mix_weights(wildcards):

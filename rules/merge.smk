@@ -9,6 +9,7 @@ rule soup:
         base="results/{task}/pretrain/model",
         experts=soup_experts,
         fishers=fisher_inputs(None),
+        grid=soup_grid_input,
     output:
         directory("results/{task}/soups/{mix}"),
     log:
@@ -27,6 +28,34 @@ rule soup:
         code=task_code("merge", method=None),
     script:
         "../scripts/merge.py"
+
+
+# Every soup of the same experts in one pass over them (merge.one_pass, for the methods that support
+# it): each expert tensor is read once, each soup written into soup-grids/<experts>/<mix>, which its
+# soup job then moves into place. A grid job, not one job with every soup as output: each soup keeps
+# its own job and staleness (adding a λ reruns no existing soup nor what was computed from it).
+rule soup_grid:
+    input:
+        base="results/{task}/pretrain/model",
+        experts=grid_experts,
+    output:
+        directory("results/{task}/soup-grids/{members}"),
+    log:
+        "logs/{task}/soup-grids/{members}.log",
+    benchmark:
+        "benchmarks/{task}/soup-grids/{members}.tsv"
+    conda:
+        conda_env
+    threads: resource("merge", "threads")
+    resources:
+        **stage_resources("merge"),
+    params:
+        kind=task_kind,
+        settings=merge_settings(None),
+        soups=grid_soups,
+        code=task_code("merge_grid", method=None),
+    script:
+        "../scripts/merge_grid.py"
 
 
 use rule soup as merge_method with:

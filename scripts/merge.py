@@ -17,12 +17,18 @@ with logged(snakemake) as log:
     experts = [Path(p) for p in snakemake.input.experts]
     fishers = [Path(p) for p in snakemake.input.get("fishers", [])]
     log.info("λ %s over %s", snakemake.params.weights, [p.name for p in experts])
-    stages.merge(
-        load_task(snakemake.params.kind),
-        Path(snakemake.input.base),
-        experts,
-        list(snakemake.params.weights),
-        Path(snakemake.output[0]),
-        snakemake.params.settings,
-        fisher_dirs=fishers or None,
-    )
+    out = Path(snakemake.output[0])
+    # A soup grid job (rule soup_grid) built it with the other soups of these experts: moved, not copied.
+    grid = snakemake.input.get("grid") or None
+    if grid and stages.take_soup(Path(grid) / out.name, out):
+        log.info("taken from the soup grid %s", grid)
+    else:
+        stages.merge(
+            load_task(snakemake.params.kind),
+            Path(snakemake.input.base),
+            experts,
+            list(snakemake.params.weights),
+            out,
+            snakemake.params.settings,
+            fisher_dirs=fishers or None,
+        )

@@ -6,6 +6,7 @@ import pytest
 import torch
 from test_merge_engine import crash_at_combine, llama, spec, state
 
+from rewarded_soups.merging import methods
 from rewarded_soups.merging.engine import MergeSettings, merge
 from rewarded_soups.merging.grid import merge_grid
 
@@ -19,7 +20,7 @@ def experts(request, tmp_path_factory):
     return [llama(root / f"e{i}", seed=i, dtype=dtype) for i in range(2)], llama(root / "base", seed=9, dtype=dtype)
 
 
-@pytest.mark.parametrize("method", ["linear", "task_arithmetic", "ties"])
+@pytest.mark.parametrize("method", [m for m in methods.methods() if methods.get(m).one_pass])
 def test_a_grid_in_one_pass_equals_the_soups_merged_one_by_one(experts, tmp_path, method):
     members, base = experts
     settings = MergeSettings(method=method)
@@ -67,3 +68,47 @@ def test_soups_of_other_experts_are_refused(experts, tmp_path):
     members, base = experts
     with pytest.raises(ValueError, match="must share their members"):
         merge_grid([spec(members, [0.5, 0.5]), spec([members[0], base], [0.5, 0.5])], [tmp_path / "a", tmp_path / "b"])
+
+
+def test_the_plan_groups_soups_by_their_experts_when_one_pass_applies(default_config):
+    from rewarded_soups.config import validate_config
+    from rewarded_soups.grid import mix_name
+    from rewarded_soups.plan import grid_of, soup_grids, soup_mixes
+
+    task = validate_config(default_config)["tasks"]["text"]
+    grids = soup_grids(task)
+    names = [mix_name(m) for m in soup_mixes(task)]
+    assert sorted(s for soups in grids.values() for s in soups) == sorted(names)  # each soup in one grid
+    assert all("+" in members and len(soups) > 1 for members, soups in grids.items())
+    assert grid_of(task, names[0]) in grids
+    for change in ({"store": "recipe"}, {"one_pass": False}, {"method": "slerp"}):
+        assert soup_grids({**task, "merge": {**task["merge"], **change}}) == {}, change
+
+
+def test_a_grid_builds_only_the_soups_their_jobs_will_take(tmp_path):
+    import json
+    import os
+
+    from rewarded_soups.stages import soups_to_build, take_soup
+
+    expert = tmp_path / "experts" / "a"
+    expert.mkdir(parents=True)
+    soups = tmp_path / "soups"
+    settings = {"method": "linear", "options": {}}
+    grid = {"a@0.3+b@0.7": [0.3, 0.7], "a@0.5+b@0.5": [0.5, 0.5], "a@0.7+b@0.3": [0.7, 0.3], "a@0.9+b@0.1": [0.9, 0.1]}
+    for name, weights in grid.items():
+        (soups / name).mkdir(parents=True)
+        (soups / name / "merge.json").write_text(json.dumps({"method": "linear", "options": {}, "weights": weights}))
+    (soups / "a@0.5+b@0.5" / "merge.json").write_text(
+        json.dumps({"method": "ties", "options": {}, "weights": [0.5] * 2})
+    )
+    os.utime(soups / "a@0.7+b@0.3", (1, 1))  # older than the expert
+    (soups / "a@0.3+b@0.7" / "merge.json").unlink()  # an incomplete soup
+    wanted = soups_to_build(grid, soups, [expert], settings)
+    assert sorted(wanted) == ["a@0.3+b@0.7", "a@0.5+b@0.5", "a@0.7+b@0.3"]  # a@0.9 is up to date
+
+    built = tmp_path / "grid" / "a@0.9+b@0.1"
+    built.mkdir(parents=True)
+    (built / "merge.json").write_text("{}")
+    assert take_soup(built, tmp_path / "taken") and (tmp_path / "taken" / "merge.json").exists()
+    assert not built.exists() and not take_soup(built, tmp_path / "again")  # taken once; then merged by its job

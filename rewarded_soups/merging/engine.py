@@ -233,18 +233,32 @@ class _Sources:
         fishers = inputs["fishers"]  # None for a tensor without Fisher values (a frozen weight, a buffer)
         ranges = self._row_blocks(name) if self.method.elementwise else None
 
-        def part(tensor: torch.Tensor, start: int | None, stop: int | None) -> torch.Tensor:
-            # Inputs are read whole in their own dtype (one pread; safetensors' slices are slower) and
-            # converted to the accumulation dtype block by block.
-            return (tensor if start is None else tensor[start:stop]).to(self.device, acc)
+        def part(key: tuple[str, int], tensor: torch.Tensor, start: int | None, stop: int | None) -> torch.Tensor:
+            return self._converted(key, name, tensor, start, stop, acc)
 
         for start, stop in ranges or [(None, None)]:
-            tensors = [part(t, start, stop) for t in inputs["members"]]
-            block_fishers = None if fishers is None else [part(f, start, stop) for f in fishers]
-            base = part(inputs["base"], start, stop) if inputs["base"] is not None else None
-            # inplace: the tensors were read (and converted) for this combination only.
-            merged = self.method.combine(tensors, weights, base, name=name, fishers=block_fishers, inplace=True)
+            # Keyed by the member's index in the spec: a grid's soups keep different members (λ = 0 dropped).
+            kept = [i for _, i in self.kept]
+            tensors = [part(("member", i), t, start, stop) for i, t in zip(kept, inputs["members"], strict=True)]
+            block_fishers = (
+                None if fishers is None else [part(("fisher", i), f, start, stop) for i, f in zip(kept, fishers)]
+            )
+            base = part(("base", 0), inputs["base"], start, stop) if inputs["base"] is not None else None
+            # inplace: the tensors were converted for this combination only (unless shared by a grid's soups).
+            merged = self.method.combine(
+                tensors, weights, base, name=name, fishers=block_fishers, inplace=not self.shares_conversions
+            )
             yield merged.to(info.dtype)
+
+    # A grid's soups share their converted inputs (rewarded_soups.merging.grid): combined out of place then.
+    shares_conversions = False
+
+    def _converted(
+        self, key: tuple[str, int], name: str, tensor: torch.Tensor, start: int | None, stop: int | None, acc
+    ) -> torch.Tensor:
+        """A block of an input in the accumulation dtype on the device. Inputs are read whole in their own dtype
+        (one pread; safetensors' slices are slower) and converted block by block."""
+        return (tensor if start is None else tensor[start:stop]).to(self.device, acc)
 
 
 def _stream(spec: MergeSpec, file: str, settings: MergeSettings, device: str) -> Iterator[tuple[str, Any]]:

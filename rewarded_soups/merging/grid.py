@@ -32,7 +32,6 @@ from rewarded_soups.merging.engine import (
     _copy,
     _publish,
     _Sources,
-    accumulation_dtype,
 )
 from rewarded_soups.merging.spec import MergeSpec
 from rewarded_soups.merging.writer import SafetensorsWriter
@@ -44,9 +43,22 @@ SHARED = ("members", "files", "copy", "base", "lora", "keep", "fishers")
 
 
 class _SharedReads(_Sources):
-    """A soup's sources whose input tensors come from a cache shared by every soup of the grid."""
+    """A soup's sources whose input tensors, and their blocks in the accumulation dtype, come from caches shared
+    by every soup of the grid: each expert tensor is read once and each of its blocks converted once."""
 
     fetched: dict[tuple[str, int], torch.Tensor]
+    converted: dict[tuple, torch.Tensor]
+    shares_conversions = True
+
+    def _converted(self, key, name, tensor, start, stop, acc):
+        # The soups advance block by block together (merge_grid): only the current block's conversions are kept.
+        block = (name, start, stop, str(acc))
+        if self.converted.get("block") != block:
+            self.converted.clear()
+            self.converted["block"] = block
+        if key not in self.converted:
+            self.converted[key] = super()._converted(key, name, tensor, start, stop, acc)
+        return self.converted[key]
 
     def _get(self, kind: str, index: int, name: str) -> torch.Tensor:
         key = (kind, index)
@@ -60,12 +72,6 @@ class _SharedReads(_Sources):
         if mode == "same":
             return {"same": self._same_everywhere(name)}
         members = [self._get("member", i, name) for _, i in self.kept]
-        if mode == "merge":
-            # The engine combines in place when converting to the accumulation dtype made a copy; with the same
-            # dtype on the CPU no copy is made, and the shared tensor would be overwritten for the next soup.
-            acc = accumulation_dtype(self.settings.accumulate, self.infos[name].dtype)
-            if self.device == "cpu" and acc == self.infos[name].dtype:
-                members = [t.clone() for t in members]
         inputs: dict[str, Any] = {"members": members}
         if mode == "merge":
             with_fisher = self.fishers is not None and all(name in self.fishers[i].weight_map for _, i in self.kept)
@@ -110,10 +116,11 @@ def merge_grid(
         for file in specs[0].files:
             with ExitStack() as stack:
                 fetched: dict[tuple[str, int], torch.Tensor] = {}
+                converted: dict[tuple, torch.Tensor] = {}
                 sources = []
                 for spec in specs:
                     source = _SharedReads(spec, file, settings, stack, device)
-                    source.fetched = fetched
+                    source.fetched, source.converted = fetched, converted
                     sources.append(source)
                 first = sources[0].members[0]
                 shards = list(dict.fromkeys(first.shard_of(n) for n in sources[0].names))
@@ -138,11 +145,13 @@ def merge_grid(
                     pending: deque = deque()
                     for name in sources[0].names:
                         fetched.clear()
-                        for k, source in enumerate(sources):
-                            for block in source.blocks(name):
+                        converted.clear()
+                        # Block by block, every soup's block in turn: each input block is converted once.
+                        for blocks in zip(*(source.blocks(name) for source in sources), strict=True):
+                            for k, block in enumerate(blocks):
                                 written[k] += block.numel() * block.element_size()
                                 pending.append(pool.submit(writers[k][first.shard_of(name)].write_block, name, block))
-                                while len(pending) > 2:
+                                while len(pending) > 2 * len(sources):
                                     pending.popleft().result()
                     for future in pending:
                         future.result()
@@ -178,3 +187,18 @@ def merge_grid(
     seconds = time.perf_counter() - start
     log.info("merged a grid of %d soups of %s in %.2f s", len(specs), [m.name for m in specs[0].members], seconds)
     return [info | {"seconds": seconds} for info in infos]
+
+
+def run(specs: Sequence[MergeSpec], out_dirs: Sequence[Path], merge_settings: dict[str, Any]) -> list[dict[str, Any]]:
+    """:func:`merge_grid` as the workflow's ``merge`` section says (method, options, accumulation dtype), on the
+    job's GPU when it was given one (the soups are stored in full: a recipe has nothing to merge ahead)."""
+    from rewarded_soups.gpus import torch_device
+
+    if merge_settings.get("store", "full") != "full":
+        raise ValueError("a soup grid writes full soups; with merge.store: recipe each soup job writes its recipe")
+    settings = MergeSettings(
+        method=merge_settings.get("method", "linear"),
+        options=dict(merge_settings.get("options") or {}),
+        accumulate=merge_settings.get("accumulate", "auto"),
+    )
+    return merge_grid(specs, out_dirs, settings, device=str(torch_device()))

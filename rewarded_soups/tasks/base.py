@@ -69,6 +69,7 @@ STAGE_FUNCTIONS: dict[str, tuple[str, ...]] = {
     "pretrain": ("pretrain",),
     "finetune": ("finetune",),
     "merge": ("merge_spec",),
+    "merge_grid": ("merge_spec",),
     "ensemble": (),
     "fisher": ("fisher",),
     "generate": ("load_model", "load_ensemble", "generate"),

@@ -49,6 +49,9 @@ class MergeMethod:
     needs_fisher: ClassVar[bool] = False
     needs_seed: ClassVar[bool] = False
     elementwise: ClassVar[bool] = False
+    # Whether a λ grid of this method can be built in one pass over the experts (rewarded_soups.merging.grid),
+    # bit for bit the per-soup merges (tests/test_merge_grid.py checks each method that says so).
+    one_pass: ClassVar[bool] = False
     extrapolates: ClassVar[bool] = False
     max_experts: ClassVar[int | None] = None
     bounds: ClassVar[dict[str, dict[str, Any]]] = {}

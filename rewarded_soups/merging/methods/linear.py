@@ -9,6 +9,7 @@ from rewarded_soups.merging.methods import MergeMethod, merge_method, weighted_s
 class Linear(MergeMethod):
     """Σ λ_i θ_i, the rewarded soup (the paper's weight interpolation)."""
 
+    one_pass = True
     elementwise = True
 
     def exact_lora_scale(self) -> float:

@@ -9,6 +9,7 @@ from rewarded_soups.merging.methods import TaskVectorMethod, merge_method, weigh
 class TaskArithmetic(TaskVectorMethod):
     """θ0 + scale · Σ λ_i (θ_i − θ0); with λ outside the simplex it extrapolates (the paper's Figure 13g)."""
 
+    one_pass = True
     elementwise = True
     extrapolates = True
 

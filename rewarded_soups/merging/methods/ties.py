@@ -17,6 +17,8 @@ class Ties(TaskVectorMethod):
     back pruned: TIES trims task vectors by design.
     """
 
+    one_pass = True
+
     def __init__(self, *, density: float = 0.2, majority_sign_method: Literal["total", "frequency"] = "total") -> None:
         self.density = float(density)
         self.majority_sign_method = majority_sign_method
