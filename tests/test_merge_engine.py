@@ -164,6 +164,20 @@ def test_recipe_store_builds_the_same_soup_in_memory_and_refuses_changed_experts
     assert built.config("config.json")["model_type"] == "llama"
 
 
+def test_a_recipe_is_built_on_the_job_device_with_no_pass_through_the_cpu(experts, tmp_path):
+    """A device of its own (meta: shapes and dtypes, no storage) stands in for a GPU: every tensor of the soup is
+    made there, so the arithmetic ran there; on the CPU it equals the full soup bit for bit (test above)."""
+    members, _ = experts
+    merge(spec(members[:2], [0.4, 0.6]), tmp_path / "recipe", store="recipe")
+    merge(spec(members[:2], [0.4, 0.6]), tmp_path / "full")
+    built = materialize(tmp_path / "recipe", device="meta")
+    full = state(tmp_path / "full")
+    tensors = built.tensors["model.safetensors"]
+    assert tensors.keys() == full.keys()
+    for name, tensor in tensors.items():
+        assert tensor.device.type == "meta" and tensor.shape == full[name].shape and tensor.dtype == full[name].dtype
+
+
 def test_recipe_refuses_an_expert_that_changed(tmp_path):
     members = [llama(tmp_path / f"r{i}", seed=i, shard=None) for i in range(2)]
     merge(spec(members, [0.5, 0.5]), tmp_path / "recipe", store="recipe")

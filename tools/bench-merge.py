@@ -84,19 +84,21 @@ LAUNCHER = (
 )
 
 
-def run_measured(command: list[str], env: dict | None = None) -> tuple[float, float]:
-    """Wall seconds and peak RSS (GB) of one command."""
+def run_measured(command: list[str], env: dict | None = None, stdout: list[str] | None = None) -> tuple[float, float]:
+    """Wall seconds and peak RSS (GB) of one command; its standard output goes into ``stdout`` when given."""
     start = time.perf_counter()
     result = subprocess.run(
         [sys.executable, "-c", LAUNCHER, *command],
         env={**os.environ, **(env or {})},
-        stdout=subprocess.DEVNULL,
+        stdout=subprocess.PIPE if stdout is not None else subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
     )
     seconds = time.perf_counter() - start
     if result.returncode != 0:
         raise RuntimeError(f"{command[:3]} failed: {result.stderr[-3000:]}")
+    if stdout is not None:
+        stdout.append(result.stdout)
     return seconds, int(result.stderr.strip().splitlines()[-1]) * 1024 / 1e9  # ru_maxrss is in KiB
 
 
@@ -126,7 +128,39 @@ GRID = textwrap.dedent(
     a, b, prefix, *lams = sys.argv[1:]
     specs = [MergeSpec(members=[Path(a), Path(b)], weights=[float(lam), 1 - float(lam)],
                        files=["model.safetensors"], copy=["config.json"]) for lam in lams]
+    import time
+    start = time.perf_counter()
     merge_grid(specs, [Path(f"{{prefix}}-{{lam}}") for lam in lams])
+    print(time.perf_counter() - start)  # the merge itself: the process's start and imports left out
+    """
+)
+
+# A soup stored as a recipe, built in memory where it is evaluated, against loading the same soup stored in full.
+LOAD = textwrap.dedent(
+    """
+    import sys, time
+    sys.path.insert(0, {root!r})
+    from pathlib import Path
+    from rewarded_soups.merging.engine import load_state
+    soup, device = Path(sys.argv[1]), sys.argv[2]
+    start = time.perf_counter()
+    tensors = load_state(soup, "model.safetensors", device)
+    print(time.perf_counter() - start, sum(t.nbytes for t in tensors.values()))
+    """
+)
+
+
+RECIPE = textwrap.dedent(
+    """
+    import sys
+    sys.path.insert(0, {root!r})
+    from pathlib import Path
+    from rewarded_soups.merging.engine import merge
+    from rewarded_soups.merging.spec import MergeSpec
+    a, b, out, lam = sys.argv[1:5]
+    spec = MergeSpec(members=[Path(a), Path(b)], weights=[float(lam), 1 - float(lam)],
+                     files=["model.safetensors"], copy=["config.json"])
+    merge(spec, Path(out), store="recipe")
     """
 )
 
@@ -143,6 +177,42 @@ def mergekit_config(a: Path, b: Path, lam: float) -> str:
             parameters: {{weight: {1 - lam}}}
         """
     )
+
+
+def drop_page_cache() -> bool:
+    """Empty the page cache (root only), for cold reads; False when it cannot."""
+    try:
+        os.sync()
+        Path("/proc/sys/vm/drop_caches").write_text("3\n")
+        return True
+    except OSError:
+        return False
+
+
+def disk_read_gbps(paths: list[Path]) -> float | None:
+    """Cold sequential reads of the experts' files (None without root: the page cache cannot be emptied)."""
+    if not drop_page_cache():
+        return None
+    start, total = time.perf_counter(), 0
+    warm(paths)
+    for path in paths:
+        total += sum(f.stat().st_size for f in path.glob("*.safetensors"))
+    return total / (time.perf_counter() - start) / 1e9
+
+
+def disk_write_gbps(directory: Path, n_bytes: int = 4 << 30) -> float:
+    """Sequential writes made durable (fsync): what the soups' files cost once the page cache must be flushed."""
+    path = directory / "disk-write-probe"
+    block = os.urandom(1 << 24)
+    start = time.perf_counter()
+    with open(path, "wb") as fh:
+        for _ in range(n_bytes // len(block)):
+            fh.write(block)
+        fh.flush()
+        os.fsync(fh.fileno())
+    seconds = time.perf_counter() - start
+    path.unlink()
+    return n_bytes / seconds / 1e9
 
 
 def memory_copy_gbps(n_bytes: int = 1 << 30, repeats: int = 5) -> float:
@@ -211,9 +281,14 @@ def main() -> None:
     shards = len(set(json.loads((a / "model.safetensors.index.json").read_text())["weight_map"].values()))
     lams = [round(i / (args.points - 1), 6) for i in range(args.points)]
     copy_gbps = memory_copy_gbps()
+    write_gbps = disk_write_gbps(work)
+    read_gbps = disk_read_gbps([a, b])
+    read_text = "not measured (emptying the page cache needs root)" if read_gbps is None else f"{read_gbps:.2f} GB/s"
     print(
-        f"experts: LLaMA {shapes}, bf16, {size / 1e9:.2f} GB each in {shards} shards; memory copy {copy_gbps:.2f} GB/s"
+        f"experts: LLaMA {shapes}, bf16, {size / 1e9:.2f} GB each in {shards} shards; memory copy {copy_gbps:.2f} GB/s,"
+        f" disk writes {write_gbps:.2f} GB/s, disk reads {read_text}"
     )
+    grid_soup = Path(f"{work / 'soup-grid'}-0.3")
 
     script = work / "engine_merge.py"
     script.write_text(ENGINE.format(root=str(ROOT)))
@@ -237,14 +312,20 @@ def main() -> None:
     prefix = work / "soup-grid"
     for lam in lams:
         shutil.rmtree(f"{prefix}-{lam}", ignore_errors=True)
+    out: list[str] = []
     seconds, peak = run_measured(
         [sys.executable, str(grid_script), str(a), str(b), str(prefix), *map(str, lams)],
         env={"OMP_NUM_THREADS": str(os.cpu_count())},
+        stdout=out,
     )
-    print(f"  one-pass grid, {len(lams)} λ: {seconds:.1f} s, peak RSS {peak:.2f} GB", flush=True)
-    # Bytes read (each expert once) plus bytes written (every soup), over the whole process's wall time.
+    grid_merge_seconds = float(out[-1].split()[-1])
+    print(
+        f"  one-pass grid, {len(lams)} λ: {seconds:.1f} s ({grid_merge_seconds:.1f} s merging, "
+        f"{seconds - grid_merge_seconds:.1f} s starting the process and importing), peak RSS {peak:.2f} GB",
+        flush=True,
+    )
+    # Bytes read (each expert once) plus bytes written (every soup), over the merge itself.
     moved = (2 + len(lams)) * size
-    grid_seconds = seconds
     grid_row = (
         "rewarded_soups.merging, one-pass grid",
         seconds,
@@ -274,12 +355,37 @@ def main() -> None:
     print("| --- | --- | --- | --- | --- |")
     for tool, total, per, peak, rate in [grid_row, *rows]:
         print(f"| {tool} | {total:.1f} s | {per:.1f} s | {peak:.2f} GB | {rate:.2f} GB/s |")
+    rate = moved / grid_merge_seconds / 1e9
     print(
-        f"one-pass grid: {moved / grid_seconds / 1e9:.2f} GB/s read + written "
-        f"({moved / grid_seconds / 1e9 / copy_gbps:.0%} of memory copy; process start included)"
+        f"one-pass grid: {rate:.2f} GB/s read + written over the merge itself "
+        f"({rate / copy_gbps:.0%} of memory copy, {rate / write_gbps:.0%} of durable disk writes)"
     )
     print(f"| memory copy (numpy, 1 GiB) | | | | {copy_gbps:.2f} GB/s |")
-    grid_soup = Path(f"{prefix}-0.3")
+    print(f"| disk, sequential durable writes (4 GiB, fsync) | | | | {write_gbps:.2f} GB/s |")
+    print(f"| disk, cold sequential reads (the experts) | | | | {read_text} |")
+
+    # A recipe built where it is evaluated against loading the full soup, each in a fresh process, warm cache.
+    recipe = work / "soup-recipe-0.3"
+    shutil.rmtree(recipe, ignore_errors=True)
+    recipe_script = work / "engine_recipe.py"
+    recipe_script.write_text(RECIPE.format(root=str(ROOT)))
+    subprocess.run([sys.executable, str(recipe_script), str(a), str(b), str(recipe), "0.3"], check=True)
+    load_script = work / "engine_load.py"
+    load_script.write_text(LOAD.format(root=str(ROOT)))
+    full = grid_soup if grid_soup.exists() else None
+    for label, soup in (("full soup, loaded", full), ("recipe, built in memory", recipe)):
+        if soup is None:
+            continue
+        warm([a, b, soup])
+        out = []
+        seconds, peak = run_measured([sys.executable, str(load_script), str(soup), "cpu"], stdout=out)
+        inner, nbytes = out[-1].split()
+        print(
+            f"  {label} (λ = 0.3, CPU): {float(inner):.1f} s in the process ({seconds:.1f} s with its start), "
+            f"{int(nbytes) / 1e9:.2f} GB, peak RSS {peak:.2f} GB",
+            flush=True,
+        )
+    shutil.rmtree(recipe, ignore_errors=True)
     if "rewarded_soups.merging" in kept and grid_soup.exists():
         print(
             f"largest difference between the grid's and the per-λ λ = 0.3 soups: "
