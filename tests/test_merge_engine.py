@@ -96,6 +96,22 @@ def test_bf16_accumulates_in_float32_within_rounding(tmp_path):
         torch.testing.assert_close(v.float(), reference[k].float(), rtol=2**-7, atol=1e-6)
 
 
+def test_bf16_soups_of_two_experts_are_one_rounding_step_from_the_float32_sum(tmp_path):
+    """16-bit experts go through torch.lerp (float32 inside, one rounding): at most one bf16 step from rounding the
+    float32 sum Σ λ_i θ_i, never more."""
+    members = [llama(tmp_path / f"b{i}", seed=i, dtype=torch.bfloat16, shard=None) for i in range(2)]
+    merge(spec(members, [0.3, 0.7]), tmp_path / "soup")
+    got = load_file(tmp_path / "soup" / "model.safetensors")
+    experts = [load_file(d / "model.safetensors") for d in members]
+    steps = []
+    for name, value in got.items():
+        if not value.is_floating_point():
+            continue
+        rounded = (experts[0][name].float() * 0.3 + experts[1][name].float() * 0.7).to(torch.bfloat16)
+        steps.append((value.view(torch.int16).int() - rounded.view(torch.int16).int()).abs().max().item())
+    assert max(steps) <= 1
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_a_single_one_returns_the_expert_exactly(tmp_path, dtype):
     members = [llama(tmp_path / f"x{i}", seed=i, dtype=dtype, shard=None) for i in range(2)]
@@ -129,18 +145,26 @@ def test_mismatches_name_the_tensor(tmp_path):
 
 
 def crash_at_combine(monkeypatch, n: int) -> None:
-    """Make the linear method's n-th combination raise "simulated crash"."""
+    """Make the linear method's n-th combination (float32 or 16-bit kernel) raise "simulated crash"."""
     calls = {"n": 0}
     linear = m.get("linear")
-    original = linear.combine
+    original, original_rounded = linear.combine, linear.combine_rounded_once
 
-    def failing(self, tensors, weights, base=None, **kw):
+    def count() -> None:
         calls["n"] += 1
         if calls["n"] == n:
             raise RuntimeError("simulated crash")
+
+    def failing(self, tensors, weights, base=None, **kw):
+        count()
         return original(self, tensors, weights, base, **kw)
 
+    def failing_rounded(self, tensors, weights):
+        count()
+        return original_rounded(self, tensors, weights)
+
     monkeypatch.setattr(linear, "combine", failing)
+    monkeypatch.setattr(linear, "combine_rounded_once", failing_rounded)
 
 
 def test_a_crash_mid_merge_leaves_no_complete_looking_output(experts, tmp_path, monkeypatch):

@@ -64,14 +64,16 @@ def _timing_line(log: Path) -> dict | None:
     return json.loads(lines[-1].split(TIMING_PREFIX, 1)[1]) if lines else None
 
 
-def _fork_cpu(tsv: Path, workdir: Path) -> float:
-    """CPU of a job that ran in a fork of the warm job server, which Snakemake's benchmark (the job's own
-    process tree) does not see: from the job's timing line (logs/<same path>.log)."""
+def _fork_usage(tsv: Path, workdir: Path) -> tuple[float, float]:
+    """CPU seconds and peak RSS (MB) of a job that ran in a fork of the warm job server, which Snakemake's
+    benchmark (the job's own process tree: the waiting process) does not see: from the job's timing line
+    (logs/<same path>.log). (0, 0) for a job that ran in its own process."""
     relative = tsv.relative_to(workdir / "benchmarks").with_suffix(".log")
     record = _timing_line(workdir / "logs" / relative)
     if record is None or "warm" not in record or not record["warm"]:
-        return 0.0
-    return record["startup_cpu"] + record["work_cpu"] + record["children_cpu"]
+        return 0.0, 0.0
+    cpu = record["startup_cpu"] + record["work_cpu"] + record["children_cpu"]
+    return cpu, float(record.get("peak_rss_mb") or 0.0)
 
 
 def profile(workdir: Path) -> list[dict]:
@@ -80,7 +82,7 @@ def profile(workdir: Path) -> list[dict]:
     for task_dir in sorted(p for p in (workdir / "benchmarks").iterdir() if p.is_dir()):
         stats: dict[str, dict] = defaultdict(lambda: {"jobs": 0, "wall": 0.0, "max_wall": 0.0, "cpu": 0.0, "rss": 0.0})
         for tsv in sorted(task_dir.rglob("*.tsv")):
-            fork_cpu = _fork_cpu(tsv, workdir)
+            fork_cpu, fork_rss = _fork_usage(tsv, workdir)
             with open(tsv) as fh:
                 for record in csv.DictReader(fh, delimiter="\t"):
                     s = stats[_rule_of(tsv, task_dir)]
@@ -89,7 +91,7 @@ def profile(workdir: Path) -> list[dict]:
                     s["wall"] += wall
                     s["max_wall"] = max(s["max_wall"], wall)
                     s["cpu"] += float(record.get("cpu_time") or 0) + fork_cpu
-                    s["rss"] = max(s["rss"], float(record.get("max_rss") or 0))
+                    s["rss"] = max(s["rss"], float(record.get("max_rss") or 0), fork_rss)
         rows += [{"task": task_dir.name, "rule": rule, **s} for rule, s in sorted(stats.items())]
     return rows
 

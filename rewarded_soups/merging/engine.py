@@ -236,7 +236,20 @@ class _Sources:
         def part(key: tuple[str, int], tensor: torch.Tensor, start: int | None, stop: int | None) -> torch.Tensor:
             return self._converted(key, name, tensor, start, stop, acc)
 
+        # 16-bit experts summed in float32: a method's one-pass kernel, where it has one, rounds once as well.
+        rounded_once = (
+            fishers is None
+            and inputs["base"] is None
+            and info.dtype in (torch.bfloat16, torch.float16)
+            and acc == torch.float32
+        )
         for start, stop in ranges or [(None, None)]:
+            if rounded_once:
+                raw = [(t if start is None else t[start:stop]).to(self.device) for t in inputs["members"]]
+                merged = self.method.combine_rounded_once(raw, weights)
+                if merged is not None:
+                    yield merged
+                    continue
             # Keyed by the member's index in the spec: a grid's soups keep different members (λ = 0 dropped).
             kept = [i for _, i in self.kept]
             tensors = [part(("member", i), t, start, stop) for i, t in zip(kept, inputs["members"], strict=True)]

@@ -60,6 +60,15 @@ class MergeMethod:
         """Whether, with one weight 1 and the others 0, the method gives that expert (the engine copies it)."""
         return self.exact_lora_scale() == 1.0
 
+    def combine_rounded_once(self, tensors: list[torch.Tensor], weights: Sequence[float]) -> torch.Tensor | None:
+        """The combination computed straight on 16-bit tensors with one rounding to their dtype (float32 inside),
+        or None when the method has no such kernel: the engine then converts to float32 and back.
+
+        Within one rounding of the float32 sum, not bit for bit: used only where the accumulation is float32
+        (``accumulate: auto`` or ``float32`` on 16-bit experts), where the soup is rounded once anyway.
+        """
+        return None
+
     def exact_lora_scale(self) -> float | None:
         """s when the soup is θ0 + s · Σ λ_i τ_i (linear in the updates), else None.
 
