@@ -107,6 +107,16 @@ def enabled() -> bool:
     return not any(os.environ.get(name) for name in SCHEDULER_ENV)
 
 
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def kill_descendants(pid: int | None = None) -> None:
     """SIGKILL every process below ``pid`` (default: this one), from /proc; shared services, which detach into
     sessions of their own under init, are not below it."""
@@ -127,24 +137,36 @@ def kill_descendants(pid: int | None = None) -> None:
             os.kill(child, signal.SIGKILL)
 
 
+SNAKEMAKE_PID_ENV = "REWARDED_SOUPS_SNAKEMAKE_PID"
+
+
 def die_with_parent() -> None:
-    """Kill this process when its parent (Snakemake, or the job runner under a cluster) exits, SIGKILL included.
+    """Kill this process when the Snakemake that started it exits, SIGKILL included.
 
     A job whose Snakemake is gone would go on writing results that a rerun is
-    rewriting. Linux's parent-death signal is not used: it fires when the
+    rewriting. Snakemake's pid comes from the environment (the Snakefile sets
+    :data:`SNAKEMAKE_PID_ENV` in the Snakemake process, the jobs inherit it): a
+    job started a moment before Snakemake died sees it gone at once, where its
+    parent pid would already be init's. Without it (a script run by hand) the
+    parent is watched. Linux's parent-death signal is not used: it fires when the
     parent *thread* that started the job exits, and Snakemake starts jobs from
-    worker threads. A thread waits on the parent's pidfd instead (polling where
+    worker threads. A thread waits on Snakemake's pidfd instead (polling where
     pidfds are missing).
     """
-    parent = os.getppid()
+    try:
+        parent = int(os.environ.get(SNAKEMAKE_PID_ENV) or os.getppid())
+    except ValueError:
+        parent = os.getppid()
     if parent <= 1:
         return
 
     def wait_then_die() -> None:
         try:
             fd = os.pidfd_open(parent)
+        except ProcessLookupError:
+            pass  # Snakemake is already gone
         except (AttributeError, OSError):
-            while os.getppid() == parent:
+            while _running(parent):
                 time.sleep(1.0)
         else:
             import select
@@ -160,7 +182,8 @@ def socket_path() -> Path:
     """One server per interpreter (by path and file identity) and environment."""
     exe = Path(sys.executable)
     stat = Path(os.path.realpath(exe)).stat()
-    env = sorted((k, v) for k, v in os.environ.items() if not k.startswith("SNAKEMAKE_"))
+    # Per run, not per environment: each Snakemake run's pid (die_with_parent) must not start a server of its own.
+    env = sorted((k, v) for k, v in os.environ.items() if not k.startswith("SNAKEMAKE_") and k != SNAKEMAKE_PID_ENV)
     key = json.dumps([str(exe), stat.st_ino, stat.st_mtime_ns, PRELOAD, env])
     return socket_dir() / f"jobs-{hashlib.sha256(key.encode()).hexdigest()[:16]}.sock"
 

@@ -33,6 +33,10 @@ except ConfigError as err:
         )
     raise WorkflowError(f"invalid configuration: {err}{hint}") from None
 
+# Jobs die with this Snakemake process, even one that dies before they start watching it
+# (rewarded_soups/jobserver.py: die_with_parent).
+os.environ[jobserver.SNAKEMAKE_PID_ENV] = str(os.getpid())
+
 # Warm jobs (rewarded_soups/jobserver.py) where the config asks for them (the default profile does)
 # and jobs run on this machine; the jobs read the switch from their environment. An explicit
 # REWARDED_SOUPS_WARM_JOBS=0 keeps them off.

@@ -219,3 +219,18 @@ def test_off_unasked_under_a_cluster_scheduler_or_with_a_gpu_the_job_runs_in_its
     _, err = process.communicate(timeout=300)
     assert process.returncode == 0, err
     assert json.loads((directory / "out.json").read_text())["pid"] == process.pid
+
+
+def test_a_job_started_as_snakemake_died_does_not_run_on(job_dir):
+    """Snakemake's pid comes from the environment: a job that starts after its Snakemake is gone stops at once,
+    where its parent would already be init (no parent to watch)."""
+    directory, env = job_dir
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    (directory / "mode").write_text("sleep")
+    process = drive(job_dir, {**env, jobserver.SNAKEMAKE_PID_ENV: str(gone.pid)})
+    try:
+        process.wait(timeout=60)
+    finally:
+        (directory / "mode").unlink(missing_ok=True)
+    assert process.returncode == -signal.SIGKILL
