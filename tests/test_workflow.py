@@ -582,8 +582,11 @@ def test_a_partial_configfile_elsewhere_fails_saying_where_config_yaml_was_looke
 
 
 def test_a_yaml_syntax_error_in_config_yaml_names_the_file_line_and_column(tmp_path):
+    """The workflow's own config.yaml (the Snakefile's configfile:, read where Snakemake runs); a --configfile is
+    parsed by Snakemake before the workflow and keeps Snakemake's message."""
     (tmp_path / "config.yaml").write_text("seed: 0\ntasks:\n  text:\n\tkind: text\n")
-    result = snakemake(tmp_path, tmp_path / "config.yaml", "--dry-run")
+    command = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"), "--dry-run"]
+    result = subprocess.run([*command, "--directory", str(tmp_path)], capture_output=True, text=True, cwd=tmp_path)
     assert result.returncode != 0
     assert "config.yaml:4:1: not valid YAML" in result.stdout + result.stderr
 
