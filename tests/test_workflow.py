@@ -633,10 +633,17 @@ def test_a_corrupted_expert_is_reported_and_never_merged(run):
     assert repaired.returncode == 0, repaired.stdout[-3000:] + repaired.stderr[-3000:]
     assert planned_jobs(workdir, config) == []
     assert (workdir / "results/text/scores.csv").read_bytes() == scores
-    check = subprocess.run(
-        [sys.executable, "-m", "rewarded_soups", "verify"], capture_output=True, text=True, cwd=workdir
-    )
+    # Nothing downstream needed the soup again (its samples and scores are up to date), so the repaired run
+    # did not rebuild it: verify still lists it, with the command that does.
+    verify = [sys.executable, "-m", "rewarded_soups", "verify"]
+    check = subprocess.run(verify, capture_output=True, text=True, cwd=workdir)
+    assert check.returncode == 1 and f"MISSING {soup} (rule soup)" in check.stdout, check.stdout
+    assert f"one: snakemake {soup}" in check.stdout
+    rebuilt = snakemake(workdir, config, soup)
+    assert rebuilt.returncode == 0, rebuilt.stdout[-3000:] + rebuilt.stderr[-3000:]
+    check = subprocess.run(verify, capture_output=True, text=True, cwd=workdir)
     assert check.returncode == 0 and "0 outputs the workflow expects under results are missing" in check.stdout
+    assert (workdir / "results/text/scores.csv").read_bytes() == scores
 
 
 @pytest.mark.slow
