@@ -157,7 +157,7 @@ def test_a_soup_grid_builds_every_soup_of_a_pair_once_and_adding_a_lambda_reruns
     """merge.one_pass: one soup_grid job reads each expert once and the soup jobs move their soups into place;
     the soups equal the per-soup merges bit for bit; a new λ builds only the new soup, and nothing computed
     from the existing ones runs again."""
-    text = {**TEXT, "merge": {"grid_points": 4}}  # λ 1/3 and 2/3: two soups of the same experts
+    text = {**TEXT, "merge": {"grid_points": 4}}  # λ 1/3, 2/3 and MORL's μ = 1/2: three soups of the same experts
     grid_run, plain_run = tmp_path / "grid", tmp_path / "plain"
     for workdir, one_pass in ((grid_run, True), (plain_run, False)):
         workdir.mkdir()
@@ -166,9 +166,9 @@ def test_a_soup_grid_builds_every_soup_of_a_pair_once_and_adding_a_lambda_reruns
         result = snakemake(workdir, "results/text/scores.csv")
         assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-5000:]
     soups = sorted(p.name for p in (grid_run / "results/text/soups").iterdir())
-    assert len(soups) == 2
+    assert len(soups) == 3
     grid_log = (grid_run / "logs/text/soup-grids/sentiment+concise.log").read_text()
-    assert "2 of 2 soups to build" in grid_log
+    assert "3 of 3 soups to build" in grid_log
     for soup in soups:
         assert "taken from the soup grid" in (grid_run / f"logs/text/soups/{soup}.log").read_text()
         for file in ("adapter_model.safetensors", "adapter_config.json"):
@@ -177,13 +177,13 @@ def test_a_soup_grid_builds_every_soup_of_a_pair_once_and_adding_a_lambda_reruns
     assert (grid_run / "results/text/scores.csv").read_bytes() == (plain_run / "results/text/scores.csv").read_bytes()
     assert not any((grid_run / "results/text/soup-grids/sentiment+concise").iterdir())  # all taken
 
-    # grid_points 7 keeps λ 1/3 and 2/3 (same names) and adds 1/6, 1/2, 5/6.
+    # grid_points 7 keeps λ 1/3, 1/2 and 2/3 (same names) and adds 1/6 and 5/6.
     config = yaml.safe_load((grid_run / "config.yaml").read_text())
     config["tasks"]["text"]["merge"]["grid_points"] = 7
     (grid_run / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     planned = _planned(grid_run)
-    assert planned.count("soup") == 3 and planned.count("soup_grid") == 1, planned
-    assert planned.count("generate") == 3  # the new soups only: the existing ones are up to date
+    assert planned.count("soup") == 2 and planned.count("soup_grid") == 1, planned
+    assert planned.count("generate") == 2  # the new soups only: the existing ones are up to date
     result = snakemake(grid_run, "results/text/scores.csv")
     assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-5000:]
-    assert "3 of 5 soups to build" in (grid_run / "logs/text/soup-grids/sentiment+concise.log").read_text()
+    assert "2 of 5 soups to build" in (grid_run / "logs/text/soup-grids/sentiment+concise.log").read_text()
