@@ -315,11 +315,15 @@ def soup_experts(wildcards):
 def soup_grid_input(wildcards):
     """The grid job that builds this soup with the other soups of its experts (rules/merge.smk), if any.
 
-    ancient: a grid rebuilt for a new λ does not make the soups it already gave stale; a soup is rerun by its
-    own params, experts and code, as without a grid.
+    For a soup already built, ancient: a grid rebuilt for a new λ does not make it stale; it is rerun by its
+    own params, experts and code, as without a grid. For a soup not built yet, a plain input: Snakemake never
+    looks at the missing output of a job whose only link to a job that runs is an ancient file.
     """
     members = plan.grid_of(TASKS[wildcards.task], wildcards.mix)
-    return ancient(f"results/{wildcards.task}/soup-grids/{members}") if members else []
+    if not members:
+        return []
+    grid = f"results/{wildcards.task}/soup-grids/{members}"
+    return ancient(grid) if os.path.exists(f"results/{wildcards.task}/soups/{wildcards.mix}") else grid
 
 
 def grid_experts(wildcards):
