@@ -38,6 +38,21 @@ def test_a_grid_in_one_pass_equals_the_soups_merged_one_by_one(experts, tmp_path
         assert (out / "config.json").read_text() == (members[0] / "config.json").read_text()
 
 
+def test_soups_merged_in_blocks_next_to_soups_that_copy_an_expert(experts, tmp_path, monkeypatch):
+    """Large tensors are merged in blocks of rows; a soup at a vertex copies the expert whole: the soups advance
+    together however many blocks each has."""
+    from rewarded_soups.merging import engine
+
+    monkeypatch.setattr(engine, "BLOCK_ELEMENTS", 64)
+    members, _ = experts
+    outs = [tmp_path / "grid" / f"{lam}" for lam in LAMBDAS]
+    merge_grid([spec(members, [lam, 1 - lam]) for lam in LAMBDAS], outs)
+    for lam, out in zip(LAMBDAS, outs):
+        merge(spec(members, [lam, 1 - lam]), tmp_path / f"one-{lam}")
+        one, grid = state(tmp_path / f"one-{lam}"), state(out)
+        assert all(torch.equal(grid[k], one[k]) for k in one), lam
+
+
 def test_each_expert_tensor_is_read_once(experts, tmp_path, monkeypatch):
     from rewarded_soups.merging.checkpoint import Checkpoint
 

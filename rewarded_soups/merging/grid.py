@@ -12,6 +12,7 @@ per-soup merges' (tests/test_merge_grid.py).
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import os
@@ -146,9 +147,12 @@ def merge_grid(
                     for name in sources[0].names:
                         fetched.clear()
                         converted.clear()
-                        # Block by block, every soup's block in turn: each input block is converted once.
-                        for blocks in zip(*(source.blocks(name) for source in sources), strict=True):
+                        # Block by block, every soup's block in turn: each input block is converted once. A soup
+                        # that copies an expert (λ = 1) gives its tensor as one block: it runs out first.
+                        for blocks in itertools.zip_longest(*(source.blocks(name) for source in sources)):
                             for k, block in enumerate(blocks):
+                                if block is None:
+                                    continue
                                 written[k] += block.numel() * block.element_size()
                                 pending.append(pool.submit(writers[k][first.shard_of(name)].write_block, name, block))
                                 while len(pending) > 2 * len(sources):
