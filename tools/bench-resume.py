@@ -72,7 +72,11 @@ def bench(kind: str, at: float, scratch: Path) -> dict:
     if code != -9:
         sys.exit(f"{kind}: no checkpoint was taken before the end ({steps} steps, one every {every})")
     sizes = [f.stat().st_size for f in checkpoints.rglob("*") if f.is_file() and f.name != "job.json"]
-    _, wall_resumed, _ = child(kind, scratch / kind / "resumed", checkpoints, base, "--every-steps", "0")
+    # The same checkpoint settings as the killed run (no further checkpoint falls within the remaining steps).
+    resumed_dir = scratch / kind / "resumed"
+    _, wall_resumed, resumed_log = child(kind, resumed_dir, checkpoints, base, "--every-steps", str(every))
+    if "resum" not in resumed_log:
+        sys.exit(f"{kind}: the rerun did not resume:\n{resumed_log[-3000:]}")
     return {
         "task": kind,
         "steps": steps,
