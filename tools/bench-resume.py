@@ -48,6 +48,23 @@ def child(kind: str, out: Path, checkpoints: Path, base: Path, *extra: str) -> t
     return done.returncode, seconds, done.stderr
 
 
+def update_difference(full: Path, resumed: Path, base: Path) -> float | None:
+    """||θ_resumed − θ_full|| / ||θ_full − θ0|| over the tensors θ0 has too: how far the resumed expert is from
+    the uninterrupted one, as a fraction of what fine-tuning moved."""
+    from safetensors.torch import load_file
+
+    num = den = 0.0
+    for file in sorted(p.relative_to(full) for p in full.rglob("*.safetensors")):
+        if not (base / file).exists():
+            return None
+        a, b, zero = load_file(full / file), load_file(resumed / file), load_file(base / file)
+        for name in a:
+            if name in zero and a[name].is_floating_point():
+                num += float((b[name].double() - a[name].double()).pow(2).sum())
+                den += float((a[name].double() - zero[name].double()).pow(2).sum())
+    return (num / den) ** 0.5 if den else None
+
+
 def same_weights(a: Path, b: Path) -> bool:
     names = sorted(p.relative_to(a) for p in a.rglob("*.safetensors"))
     return bool(names) and all((a / n).read_bytes() == (b / n).read_bytes() for n in names)
@@ -86,7 +103,8 @@ def bench(kind: str, at: float, scratch: Path) -> dict:
         "resumed_seconds": round(wall_resumed, 1),
         "saved_fraction": round(1 - wall_resumed / wall_full, 3),
         "checkpoint_mb": round(sum(sizes) / 1e6, 2),
-        "identical": same_weights(scratch / kind / "full", scratch / kind / "resumed"),
+        "identical": same_weights(scratch / kind / "full", resumed_dir),
+        "difference": update_difference(scratch / kind / "full", resumed_dir, base),
         "checkpoint_seconds": [float(s) for s in re.findall(r"checkpoint .*?MB in ([0-9.]+) s", killed_log)],
     }
 
@@ -106,7 +124,8 @@ def main() -> None:
                 f"{kind:11s} {row['steps']:>7d} steps, checkpoint at {row['checkpoint_at_step']:>7d}: "
                 f"full {row['full_seconds']:7.1f} s, resumed {row['resumed_seconds']:7.1f} s, "
                 f"saved {100 * row['saved_fraction']:5.1f}%, checkpoint {row['checkpoint_mb']:7.2f} MB, "
-                f"identical {row['identical']}",
+                f"identical {row['identical']}"
+                + ("" if row["identical"] else f" (difference {row['difference']:.3g} of the fine-tuning update)"),
                 flush=True,
             )
     if args.out:
