@@ -123,7 +123,8 @@ def main() -> None:
             print(
                 f"{kind:11s} {row['steps']:>7d} steps, checkpoint at {row['checkpoint_at_step']:>7d}: "
                 f"full {row['full_seconds']:7.1f} s, resumed {row['resumed_seconds']:7.1f} s, "
-                f"saved {100 * row['saved_fraction']:5.1f}%, checkpoint {row['checkpoint_mb']:7.2f} MB, "
+                f"saved {100 * row['saved_fraction']:5.1f}%, checkpoint {row['checkpoint_mb']:7.2f} MB "
+                f"in {', '.join(f'{t:.3f}' for t in row['checkpoint_seconds'])} s, "
                 f"identical {row['identical']}"
                 + ("" if row["identical"] else f" (difference {row['difference']:.3g} of the fine-tuning update)"),
                 flush=True,
