@@ -61,7 +61,8 @@ def exchange(path: Path, request: dict, timeout: float = 3600.0) -> dict:
 def listen(path: Path) -> tuple[socket.socket, int]:
     """A socket listening at ``path`` (it appears only once it listens: clients find a ready service), its inode."""
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    staging = path.with_name(f"{path.stem}.{os.getpid()}.staging")
+    # Shorter than the socket's own name: a Unix socket path holds at most 107 bytes.
+    staging = path.with_name(f".{os.getpid()}.staging")
     staging.unlink(missing_ok=True)
     listener.bind(str(staging))
     listener.listen(64)
