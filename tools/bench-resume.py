@@ -80,6 +80,10 @@ def bench(kind: str, at: float, scratch: Path) -> dict:
     theta0.install(theta0.resolve(task["theta0"], ROOT), base, scratch / kind / "base-metrics.json")
     steps = task["finetune"]["steps"]
     every = max(1, math.ceil(at * steps))
+    if "evals" in task["finetune"]:
+        # PPO checkpoints only at the end of one of its evaluation epochs: the last one before `at`.
+        evals = task["finetune"]["evals"]
+        every = max(1, steps * math.floor(at * evals) // evals)
 
     _, wall_full, _ = child(kind, scratch / kind / "full", scratch / kind / "off", base, "--every-steps", "0")
     checkpoints = scratch / kind / "checkpoints"
