@@ -81,9 +81,10 @@ def bench(kind: str, at: float, scratch: Path) -> dict:
     steps = task["finetune"]["steps"]
     every = max(1, math.ceil(at * steps))
     if "evals" in task["finetune"]:
-        # PPO checkpoints only at the end of one of its evaluation epochs: the last one before `at`.
-        evals = task["finetune"]["evals"]
-        every = max(1, steps * math.floor(at * evals) // evals)
+        # PPO checkpoints only at the end of one of its training epochs (brax runs evals − 1 after its first
+        # evaluation): the last one before `at`.
+        epochs = max(task["finetune"]["evals"] - 1, 1)
+        every = max(1, steps * math.floor(at * epochs) // epochs)
 
     _, wall_full, _ = child(kind, scratch / kind / "full", scratch / kind / "off", base, "--every-steps", "0")
     checkpoints = scratch / kind / "checkpoints"
