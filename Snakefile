@@ -34,6 +34,11 @@ include: "rules/evaluate.smk"
 include: "rules/analyse.smk"
 
 
+# Warm jobs locally, time-limit warnings on a cluster (rules/common.smk).
+onstart:
+    configure_jobs()
+
+
 # The profile's long re-planning timespan (rewarded_soups/scheduling.py) would
 # otherwise keep Snakemake alive for up to that long after the last job; helper
 # processes that jobs share (rewarded_soups/services.py: METEOR's Java) would

@@ -107,16 +107,6 @@ def enabled() -> bool:
     return not any(os.environ.get(name) for name in SCHEDULER_ENV)
 
 
-def _running(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def kill_descendants(pid: int | None = None) -> None:
     """SIGKILL every process below ``pid`` (default: this one), from /proc; shared services, which detach into
     sessions of their own under init, are not below it."""
@@ -166,7 +156,7 @@ def die_with_parent() -> None:
         except ProcessLookupError:
             pass  # Snakemake is already gone
         except (AttributeError, OSError):
-            while _running(parent):
+            while services.running(parent):
                 time.sleep(1.0)
         else:
             import select

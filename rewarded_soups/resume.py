@@ -266,6 +266,26 @@ def settings_of(config: dict[str, Any] | None) -> dict[str, Any]:
     return DEFAULTS | dict((config or {}).get("checkpoint") or {})
 
 
+def time_limit_warnings(tasks: dict[str, dict[str, Any]], config: dict[str, Any] | None) -> list[str]:
+    """For a cluster run: the training stages whose time limit (``resources.<stage>.runtime``, minutes) would
+    stop them before their first checkpoint (``checkpoint.every_minutes``), so a resubmission has nothing to
+    resume from."""
+    every = settings_of(config)["every_minutes"]
+    if not every:
+        return []
+    found = []
+    for name, task in tasks.items():
+        for stage in ("pretrain", "finetune"):
+            runtime = task.get("resources", {}).get(stage, {}).get("runtime")
+            if runtime and runtime <= every:
+                found.append(
+                    f"tasks.{name}.resources.{stage}.runtime is {runtime} minutes but checkpoint.every_minutes is "
+                    f"{every:g}: a job stopped at its time limit will not have saved a checkpoint to resume from; "
+                    "lower checkpoint.every_minutes"
+                )
+    return found
+
+
 def job_key(rule: str, params: dict[str, Any], outputs: list[str]) -> str:
     text = json.dumps({"rule": rule, "params": params, "outputs": outputs}, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
@@ -355,10 +375,10 @@ class LoopState:
 
     def step_done(self, step: int, values: dict[str, Any]) -> None:
         """After step ``step`` (1-based): save the objects, the generators and ``values`` if a checkpoint is due."""
-        last = step == self.total_steps
-        if not (self.checkpoints.due(step) and not last) and not (last and self.save_at_end):
-            return
         if not self.checkpoints.enabled:
+            return
+        # The last step is saved only for a job that runs another loop after this one.
+        if not (self.save_at_end if step == self.total_steps else self.checkpoints.due(step)):
             return
         state = {
             "step": step,

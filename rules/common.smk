@@ -10,7 +10,7 @@ from pathlib import Path
 from snakemake.exceptions import WorkflowError
 from snakemake.logging import logger
 
-from rewarded_soups import codedigest, jobserver, plan, registry, stages, theta0
+from rewarded_soups import codedigest, jobserver, plan, registry, resume, stages, theta0
 from rewarded_soups.config import ConfigError, merged_config_warnings, validate_config
 from rewarded_soups.grid import parse_mix, renormalise
 from rewarded_soups.merging import methods as merge_methods
@@ -37,26 +37,6 @@ except ConfigError as err:
 # (rewarded_soups/jobserver.py: die_with_parent).
 os.environ[jobserver.SNAKEMAKE_PID_ENV] = str(os.getpid())
 
-# Warm jobs (rewarded_soups/jobserver.py) where the config asks for them (the default profile does)
-# and jobs run on this machine; the jobs read the switch from their environment. An explicit
-# REWARDED_SOUPS_WARM_JOBS=0 keeps them off.
-if config.get("warm_jobs") and workflow.local_exec and os.environ.get(jobserver.ENABLE_ENV) != "0":
-    os.environ[jobserver.ENABLE_ENV] = "1"
-
-# On a cluster a job that hits its time limit is submitted again and resumes from its last
-# checkpoint (docs/resume.md): only if it wrote one before the limit.
-_every_minutes = (config.get("checkpoint") or {}).get("every_minutes", 10)
-if not workflow.local_exec and _every_minutes:
-    for _name, _task in config["tasks"].items():
-        for _stage in ("pretrain", "finetune"):
-            _runtime = _task.get("resources", {}).get(_stage, {}).get("runtime")
-            if _task.get("enabled", True) and _runtime and _runtime <= _every_minutes:
-                logger.warning(
-                    f"warning: tasks.{_name}.resources.{_stage}.runtime is {_runtime} minutes but "
-                    f"checkpoint.every_minutes is {_every_minutes}: a job stopped at its time limit "
-                    "will not have saved a checkpoint to resume from; lower checkpoint.every_minutes"
-                )
-
 # What each source file gave the code digests, kept between runs (a no-op run parses nothing).
 codedigest.use_disk_cache(Path(".snakemake") / "rewarded_soups" / "code-digests.json")
 
@@ -66,6 +46,23 @@ TASKS = plan.with_replicates(
     {name: task for name, task in config["tasks"].items() if task["enabled"]}, SEED, config["seeds"]
 )
 SPECS = {name: registry.task_spec(task["kind"]) for name, task in TASKS.items()}
+
+
+def configure_jobs():
+    """Called on start (the Snakefile's onstart: Snakemake knows its executor only then, not while parsing).
+
+    Jobs on this machine: warm jobs (rewarded_soups/jobserver.py) where the config asks for them (the
+    default profile does); the jobs read the switch from their environment, and an explicit
+    REWARDED_SOUPS_WARM_JOBS=0 keeps them off. On a cluster: a job that hits its time limit is
+    submitted again and resumes from its last checkpoint (docs/resume.md), only if it wrote one
+    before the limit.
+    """
+    if workflow.local_exec:
+        if config.get("warm_jobs") and os.environ.get(jobserver.ENABLE_ENV) != "0":
+            os.environ[jobserver.ENABLE_ENV] = "1"
+        return
+    for warning in resume.time_limit_warnings(TASKS, config):
+        logger.warning(f"warning: {warning}")
 
 
 def task_seed(wildcards):
@@ -336,15 +333,19 @@ def grid_soups(wildcards):
     mixes = plan.soup_grids(TASKS[wildcards.task]).get(wildcards.members)
     if not mixes:
         raise WorkflowError(f"{wildcards.task}: no soup grid of experts {wildcards.members}")
-    return {mix: list(renormalise([m for m in parse_mix(mix).values() if m != 0])) for mix in mixes}
+    return {mix: weights_of(mix) for mix in mixes}
 
 
-def mix_weights(wildcards):
+def weights_of(mix):
     """A soup's or ensemble's λ, zeros dropped; names round λ to 4 decimals (1/3 -> 0.3333): renormalised.
 
     Extrapolated task-arithmetic soups have a negative λ; their weights still sum to 1.
     """
-    return list(renormalise([m for m in parse_mix(wildcards.mix).values() if m != 0]))
+    return list(renormalise([m for m in parse_mix(mix).values() if m != 0]))
+
+
+def mix_weights(wildcards):
+    return weights_of(wildcards.mix)
 
 
 def wise_members(wildcards):

@@ -169,16 +169,22 @@ def _service_roots(sockets: Path, module: str) -> list[int]:
     return roots
 
 
+def _kill_service_then_finish(process, workdir: Path, sockets: Path, module: str) -> None:
+    """SIGKILL the service's process mid-run; the run must still complete."""
+    roots = _service_roots(sockets, module)
+    assert roots, f"no {module} runs at this point of the run"
+    for pid in roots:
+        os.kill(pid, signal.SIGKILL)
+    out = finish(process, workdir)
+    assert process.returncode == 0 and "steps (100%) done" in out, out[-3000:]
+
+
 def test_sigkill_of_the_warm_job_server_mid_run_loses_nothing(tmp_path, sockets, uninterrupted):
     workdir, config = tmp_path / "run", config_of("text", tmp_path)
     process = start(workdir, config, sockets)
     wait_for(lambda: checkpoint_written(workdir), "an expert's first checkpoint")
-    servers = _service_roots(sockets, "rewarded_soups.jobserver")
-    assert servers, "no warm job server runs (the default profile turns warm jobs on)"
-    for pid in servers:
-        os.kill(pid, signal.SIGKILL)
-    out = finish(process, workdir)
-    assert process.returncode == 0 and "steps (100%) done" in out, out[-3000:]
+    # The default profile turns warm jobs on: a server runs while the expert trains.
+    _kill_service_then_finish(process, workdir, sockets, "rewarded_soups.jobserver")
     assert scores(workdir, "text") == scores(uninterrupted("text"), "text")
 
 
@@ -190,10 +196,5 @@ def test_sigkill_of_the_meteor_service_mid_run_loses_nothing(tmp_path, sockets, 
     process = start(workdir, config, sockets)
     # Mid-scoring: the first score file is written, others are being computed.
     wait_for(lambda: any((workdir / "results" / "captioning" / "scores").rglob("*.json")), "the first scores")
-    roots = _service_roots(sockets, "services.meteor")
-    assert roots, "no METEOR service runs while captions are scored"
-    for pid in roots:
-        os.kill(pid, signal.SIGKILL)
-    out = finish(process, workdir)
-    assert process.returncode == 0 and "steps (100%) done" in out, out[-3000:]
+    _kill_service_then_finish(process, workdir, sockets, "services.meteor")
     assert scores(workdir, "captioning") == expected

@@ -110,11 +110,19 @@ def test_outside_a_job_and_when_off_nothing_is_written(tmp_path):
     assert not any(tmp_path.iterdir())
 
 
-def test_a_kill_mid_write_leaves_the_previous_checkpoint(tmp_path):
+def test_a_kill_mid_write_leaves_the_previous_checkpoint(tmp_path, monkeypatch):
+    import safetensors.torch
+
     path = tmp_path / "s.safetensors"
     resume.save_state(path, {"step": 1})
-    # What a kill mid-write leaves: the partial file, never under the checkpoint's name.
-    (tmp_path / ".s.safetensors.partial").write_bytes(b"\x00" * 10)
+
+    def dies_half_way(tensors, filename, metadata=None):
+        Path(filename).write_bytes(b"\x00" * 10)  # what the writer had written when the process died
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(safetensors.torch, "save_file", dies_half_way)
+    with pytest.raises(KeyboardInterrupt):
+        resume.save_state(path, {"step": 2, "w": torch.ones(3)})
     assert resume.load_state(path) == {"step": 1}
 
 
@@ -191,3 +199,11 @@ def test_a_training_job_killed_mid_run_resumes_and_ends_as_an_uninterrupted_one(
         assert differ, "PPO resumed bit for bit: move locomotion out of APPROXIMATE"
     else:
         assert not differ, f"resumed run differs from the uninterrupted one in {differ}"
+
+
+def test_a_time_limit_shorter_than_the_checkpoint_interval_is_named():
+    tasks = {"text": {"resources": {"pretrain": {"runtime": 60}, "finetune": {"runtime": 5}}}}
+    (warning,) = resume.time_limit_warnings(tasks, {"checkpoint": {"every_minutes": 10}})
+    assert warning.startswith("tasks.text.resources.finetune.runtime is 5 minutes")
+    assert resume.time_limit_warnings(tasks, {"checkpoint": {"every_minutes": 2}}) == []
+    assert resume.time_limit_warnings(tasks, {"checkpoint": {"every_minutes": None, "every_steps": 10}}) == []

@@ -52,6 +52,35 @@ def snakefile_local_rules() -> set[str]:
     return {name.strip() for name in block.replace(",", "\n").split() if name.strip()}
 
 
+def run_on_slurm(workdir: Path, config: Path, *targets: str) -> subprocess.CompletedProcess:
+    """Snakemake through the SLURM profile, on the local cluster's account and partition instead of the
+    profile's placeholders."""
+    return run_snakemake(
+        workdir,
+        config,
+        "--profile",
+        str(ROOT / "profiles" / "slurm"),
+        "--default-resources",
+        f"slurm_account={ACCOUNT}",
+        f"slurm_partition={PARTITION}",
+        "runtime=30",
+        "mem_mb=2000",
+        "--slurm-init-seconds-before-status-checks",
+        "5",
+        *targets,
+    )
+
+
+def accounting_since(started: str, fields: str) -> list[str]:
+    """sacct's lines (one per job, ``fields`` separated by '|') of the jobs started since ``started``."""
+    return subprocess.run(
+        ["sacct", "-X", "--parsable2", "--noheader", "--starttime", started, f"--format={fields}"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.splitlines()
+
+
 # They run where Snakemake runs, never as sbatch jobs.
 LOCAL_RULES = snakefile_local_rules()
 
@@ -71,31 +100,13 @@ def test_workflow_on_slurm_matches_a_local_run(tmp_path, text_only_config):
     cluster.mkdir()
     started = datetime.now().strftime("%Y-%m-%dT%H:%M:%S")
     t0 = time.time()
-    result = run_snakemake(
-        cluster,
-        text_only_config,
-        "--profile",
-        str(ROOT / "profiles" / "slurm"),
-        # The local cluster's account and partition instead of the profile's placeholders.
-        "--default-resources",
-        f"slurm_account={ACCOUNT}",
-        f"slurm_partition={PARTITION}",
-        "runtime=30",
-        "mem_mb=2000",
-        "--slurm-init-seconds-before-status-checks",
-        "5",
-    )
+    result = run_on_slurm(cluster, text_only_config)
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-5000:]
     submitted = job_count(output)
     print(f"SLURM run: {time.time() - t0:.0f} s, {submitted} jobs")
 
-    accounting = subprocess.run(
-        ["sacct", "-X", "--parsable2", "--noheader", "--starttime", started, "--format=JobID,State,Comment,Account"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.splitlines()
+    accounting = accounting_since(started, "JobID,State,Comment,Account")
     ours = [line.split("|") for line in accounting if "|rule_" in line]
     assert len(ours) == submitted, accounting
     assert all(state == "COMPLETED" and account == ACCOUNT for _, state, _, account in ours), ours
@@ -129,28 +140,10 @@ def test_an_expert_longer_than_its_time_limit_finishes_resumed_with_an_unlimited
     cluster.mkdir()
 
     started = datetime.now().strftime("%Y-%m-%dT%H:%M:%S")
-    result = run_snakemake(
-        cluster,
-        config,
-        "--profile",
-        str(ROOT / "profiles" / "slurm"),
-        "--default-resources",
-        f"slurm_account={ACCOUNT}",
-        f"slurm_partition={PARTITION}",
-        "runtime=30",
-        "mem_mb=2000",
-        "--slurm-init-seconds-before-status-checks",
-        "5",
-        target,
-    )
+    result = run_on_slurm(cluster, config, target)
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-5000:]
-    accounting = subprocess.run(
-        ["sacct", "-X", "--parsable2", "--noheader", "--starttime", started, "--format=JobID,State,Comment"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.splitlines()
+    accounting = accounting_since(started, "JobID,State,Comment")
     states = [line.split("|")[1] for line in accounting if "|rule_expert" in line]
     assert "TIMEOUT" in states and states[-1] == "COMPLETED", accounting
     log = (cluster / "logs" / "text" / "experts" / f"{reward}.log").read_text()

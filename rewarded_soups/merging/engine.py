@@ -76,6 +76,15 @@ class MergeSettings:
     def build_method(self) -> MergeMethod:
         return build(self.method, self.options)
 
+    @classmethod
+    def from_config(cls, merge_settings: dict[str, Any]) -> MergeSettings:
+        """The workflow's ``merge`` settings (method, its options, accumulation dtype)."""
+        return cls(
+            method=merge_settings.get("method", "linear"),
+            options=dict(merge_settings.get("options") or {}),
+            accumulate=merge_settings.get("accumulate", "auto"),
+        )
+
 
 def accumulation_dtype(setting: str, dtype: torch.dtype) -> torch.dtype:
     if setting == "auto":
@@ -515,9 +524,5 @@ def run(spec: MergeSpec, out_dir: Path, merge_settings: dict[str, Any]) -> dict[
     """
     from rewarded_soups.gpus import torch_device
 
-    settings = MergeSettings(
-        method=merge_settings.get("method", "linear"),
-        options=dict(merge_settings.get("options") or {}),
-        accumulate=merge_settings.get("accumulate", "auto"),
-    )
+    settings = MergeSettings.from_config(merge_settings)
     return merge(spec, out_dir, settings, store=merge_settings.get("store", "full"), device=str(torch_device()))

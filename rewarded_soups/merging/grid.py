@@ -200,9 +200,4 @@ def run(specs: Sequence[MergeSpec], out_dirs: Sequence[Path], merge_settings: di
 
     if merge_settings.get("store", "full") != "full":
         raise ValueError("a soup grid writes full soups; with merge.store: recipe each soup job writes its recipe")
-    settings = MergeSettings(
-        method=merge_settings.get("method", "linear"),
-        options=dict(merge_settings.get("options") or {}),
-        accumulate=merge_settings.get("accumulate", "auto"),
-    )
-    return merge_grid(specs, out_dirs, settings, device=str(torch_device()))
+    return merge_grid(specs, out_dirs, MergeSettings.from_config(merge_settings), device=str(torch_device()))

@@ -117,14 +117,14 @@ def start_detached(
     pid = int(launched.stdout.split()[-1])
     deadline = time.monotonic() + timeout
     while not ready():
-        if not _running(pid) or time.monotonic() > deadline:
+        if not running(pid) or time.monotonic() > deadline:
             tail = log_path.read_text(errors="replace")[size:][-2000:] if log_path.exists() else ""
-            state = "exited while starting" if not _running(pid) else f"did not answer within {timeout:.0f} s"
+            state = "exited while starting" if not running(pid) else f"did not answer within {timeout:.0f} s"
             raise RuntimeError(f"the service {' '.join(argv[-3:])} {state}; its log ({log_path}) says:\n{tail}")
         time.sleep(0.05)
 
 
-def _running(pid: int) -> bool:
+def running(pid: int) -> bool:
     """Alive and not a zombie (a dead service waits for a reaper that is not us)."""
     try:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
